@@ -1,0 +1,65 @@
+"""The normalized event every source produces and the indexer consumes.
+
+Sources (Jetstream v1/v2, raw firehose, backfill, capture replay) differ on the wire; past the parser they are
+all `Event`. A frame that cannot become an `Event` becomes a `Malformed` with a reason, which is counted and kept
+in the rejections table: hostile input is never fatal and never silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Kind = Literal["commit", "identity", "account"]
+Operation = Literal["create", "update", "delete"]
+
+COLLECTION_PREFIX = "fm.plyr."
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One repository event, flattened. Fields not used by a kind stay None."""
+
+    kind: Kind
+    did: str
+    # Which source delivered it ("jetstream", "jetstream-v2:host", "firehose:host", "replay:<file>",
+    # "backfill", ...); cursors are committed per source.
+    source: str = ""
+    # Position of this event in its source (time_us for Jetstream v1, seq for v2 and the firehose, line
+    # number for a replayed file). Only the batch writer reads it, to commit the source cursor.
+    cursor: int | None = None
+    time_us: int | None = None
+    # commit
+    operation: Operation | None = None
+    collection: str | None = None
+    rkey: str | None = None
+    rev: str | None = None
+    cid: str | None = None
+    record: dict[str, Any] | None = None
+    # identity and account: relay seq and the originating host's timestamp, used to order status/handle changes
+    seq: int | None = None
+    time: str | None = None
+    # identity
+    handle: str | None = None
+    # account
+    active: bool | None = None
+    status: str | None = None
+
+
+class Malformed(msgspec.Struct, kw_only=True):
+    """A frame or line that could not be turned into an Event. `reason` is a short machine-friendly code
+    (e.g. "invalid_json", "missing_field") and `detail` the human explanation."""
+
+    reason: str
+    detail: str
+    source: str = ""
+    raw: str | None = None
+    did: str | None = None
+    cursor: int | None = None
+
+
+Item = Event | Malformed
+
+
+def is_relevant_collection(collection: str | None) -> bool:
+    return collection is not None and collection.startswith(COLLECTION_PREFIX)

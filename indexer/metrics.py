@@ -1,0 +1,41 @@
+"""Prometheus metrics. One `Metrics` object per process, passed to the parts that report; no module globals,
+so tests can build as many independent instances as they like."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_received = Counter(
+            "plyr_events_received", "Events and frames read from a source", ["source"], registry=r
+        )
+        self.events_accepted = Counter(
+            "plyr_events_accepted", "Events appended to the event log (duplicates excluded)", ["kind"], registry=r
+        )
+        self.events_duplicate = Counter(
+            "plyr_events_duplicate", "Events already present in the event log", registry=r
+        )
+        self.events_rejected = Counter(
+            "plyr_events_rejected", "Frames, events and records refused, by reason", ["reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "plyr_batch_seconds",
+            "Time to write and fold one batch",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.batch_events = Histogram(
+            "plyr_batch_events", "Events per committed batch", buckets=(1, 10, 100, 1000, 5000, 20000), registry=r
+        )
+        self.cursor = Gauge("plyr_source_cursor", "Last committed cursor per source", ["source"], registry=r)
+        self.lag_seconds = Gauge(
+            "plyr_ingest_lag_seconds", "Now minus the event time of the last committed event", ["source"], registry=r
+        )
+        self.reconnects = Counter("plyr_source_reconnects", "Source reconnections", ["source"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
