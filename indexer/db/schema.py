@@ -1,0 +1,225 @@
+"""Tables, as SQLAlchemy Core metadata. Migrations (migrations/versions) create them; the hot path speaks SQL
+through psycopg directly (see indexer/fold/sql.py) because set-based batch statements are clearer in SQL.
+
+Three layers:
+- `events`: the append-only log, the source of truth. Never updated, never deleted from.
+- fold state (`records`, `actors`): per record key the winning event, per DID the latest handle and status.
+- projections (`tracks`, `likes`, `lists`, `list_items`, `comments`, `profiles`): read models derived from the
+  fold state only, so `rebuild` can drop and refold them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# Revisions (TIDs) and record keys compare bytewise.
+C = "C"
+
+
+def _tstz(name: str, **kw: object) -> Column[object]:
+    return Column(name, DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("source_cursor", BigInteger),
+    Column("did", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # commit | identity | account
+    Column("operation", Text),  # create | update | delete
+    Column("collection", Text),
+    Column("rkey", Text(collation=C)),
+    Column("rev", Text(collation=C)),
+    Column("cid", Text),
+    Column("record", JSONB),
+    # Lexicon violation, if any: the event is logged (its rev still orders the record) but never projected.
+    Column("invalid", Text),
+    # record.createdAt, parsed at ingest so a strange but valid timestamp can never fail a batch in SQL.
+    _tstz("created_at"),
+    Column("handle", Text),
+    Column("active", Boolean),
+    Column("status", Text),
+    Column("seq", BigInteger),
+    _tstz("event_time"),
+    _tstz("received_at", nullable=False, server_default=text("now()")),
+    # blake2b-128 of (did, kind, collection, rkey, rev, operation) for commits and of the whole payload for
+    # identity/account events: at-least-once delivery stores each event once.
+    Column("dedup", LargeBinary, nullable=False, unique=True),
+)
+
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("source_cursor", BigInteger),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("did", Text),
+    Column("collection", Text),
+    Column("rkey", Text),
+    Column("rev", Text),
+    Column("event", Text),
+    _tstz("received_at", nullable=False, server_default=text("now()")),
+    # The same bad input delivered twice is one rejection.
+    Column("dedup", LargeBinary, nullable=False, unique=True),
+    Index("rejections_reason_idx", "reason", "id"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
+    _tstz("event_time"),
+    _tstz("updated_at", nullable=False, server_default=text("now()")),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("rev", Text(collation=C), nullable=False),
+    Column("op", SmallInteger, nullable=False),  # 0 create, 1 update, 2 delete (a tombstone, kept forever)
+    Column("event_id", BigInteger, nullable=False),
+)
+
+actors = Table(
+    "actors",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("handle", Text),
+    _tstz("handle_time"),
+    Column("handle_seq", BigInteger),
+    Column("handle_event_id", BigInteger),
+    Column("status", Text, nullable=False, server_default="active"),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    _tstz("status_time"),
+    Column("status_seq", BigInteger),
+    Column("status_event_id", BigInteger),
+)
+
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("uri", Text, nullable=False, unique=True),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("artist", Text, nullable=False),
+    Column("album", Text),
+    Column("duration", BigInteger),
+    Column("file_type", Text, nullable=False),
+    Column("audio_url", Text),
+    Column("audio_blob_cid", Text),
+    Column("audio_blob_mime", Text),
+    Column("image_url", Text),
+    Column("description", Text),
+    _tstz("created_at"),
+    _tstz("indexed_at", nullable=False),
+    # min(createdAt, indexedAt): a backdated or future-dated record cannot jump the feed.
+    _tstz("sort_at", nullable=False),
+    Column("like_count", Integer, nullable=False, server_default="0"),
+    Column("comment_count", Integer, nullable=False, server_default="0"),
+    Index("tracks_sort_idx", "sort_at", "cid"),
+    Index("tracks_did_sort_idx", "did", "sort_at", "cid"),
+)
+
+likes = Table(
+    "likes",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("subject_uri", Text, nullable=False),
+    Column("subject_cid", Text, nullable=False),
+    _tstz("created_at"),
+    _tstz("indexed_at", nullable=False),
+    _tstz("sort_at", nullable=False),
+    Index("likes_subject_idx", "subject_uri"),
+)
+
+comments = Table(
+    "comments",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("subject_uri", Text, nullable=False),
+    Column("subject_cid", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("timestamp_ms", BigInteger),
+    _tstz("created_at"),
+    _tstz("indexed_at", nullable=False),
+    _tstz("sort_at", nullable=False),
+    Index("comments_subject_idx", "subject_uri", "timestamp_ms"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("list_type", Text),
+    Column("item_count", Integer, nullable=False),
+    _tstz("created_at"),
+    _tstz("indexed_at", nullable=False),
+    _tstz("sort_at", nullable=False),
+)
+
+list_items = Table(
+    "list_items",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("subject_uri", Text, nullable=False),
+    Column("subject_cid", Text, nullable=False),
+    Index("list_items_subject_idx", "subject_uri"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("bio", Text),
+    Column("avatar", Text),
+    _tstz("created_at"),
+    _tstz("indexed_at", nullable=False),
+)
+
+PROJECTIONS = ("tracks", "likes", "comments", "lists", "list_items", "profiles")
+FOLD_STATE = ("records", "actors")

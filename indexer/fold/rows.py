@@ -1,0 +1,186 @@
+"""Turn parsed items into rows for the batch tables, in Python, before any SQL runs.
+
+Everything that could make a statement fail (unparseable timestamps, NUL characters Postgres refuses in jsonb,
+unencodable strings) is caught here and becomes a counted rejection instead, so one hostile record can never
+fail a batch and stall ingest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import msgspec
+
+from indexer.events import Event, Malformed, is_relevant_collection
+from indexer.lexicon import Validator
+from indexer.lexicon.formats import is_cid, is_did, is_handle, is_nsid, is_record_key, is_tid
+
+_encode = msgspec.json.Encoder().encode
+
+# Order of the columns of the `batch_in` temp table (see indexer/fold/sql.py).
+EVENT_COLUMNS = (
+    "ord",
+    "source",
+    "source_cursor",
+    "did",
+    "kind",
+    "operation",
+    "collection",
+    "rkey",
+    "rev",
+    "cid",
+    "record",
+    "invalid",
+    "created_at",
+    "handle",
+    "active",
+    "status",
+    "seq",
+    "event_time",
+    "dedup",
+)
+REJECTION_COLUMNS = (
+    "source",
+    "source_cursor",
+    "reason",
+    "detail",
+    "did",
+    "collection",
+    "rkey",
+    "rev",
+    "event",
+    "dedup",
+)
+
+EventRow = tuple[Any, ...]
+RejectionRow = tuple[Any, ...]
+
+MAX_REJECTED_EVENT_CHARS = 8192
+
+
+class Rejected(msgspec.Struct):
+    row: RejectionRow
+    # Some rejected events (lexicon violations) still enter the log: their rev orders the record, so a stale
+    # valid version can never come back, and `rebuild` sees them too.
+    event_row: EventRow | None = None
+
+
+def parse_datetime(value: object) -> dt.datetime | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.blake2b("\x00".join("" if p is None else str(p) for p in parts).encode(), digest_size=16).digest()
+
+
+def _event_text(ev: Event | Malformed) -> str:
+    if isinstance(ev, Malformed):
+        text = ev.raw or ""
+    else:
+        try:
+            text = _encode(ev).decode()
+        except (msgspec.EncodeError, UnicodeError):
+            text = repr(ev)
+    # Postgres text cannot hold NUL; keep the evidence readable instead.
+    return text.replace("\x00", "\\u0000")[:MAX_REJECTED_EVENT_CHARS]
+
+
+def rejection(ev: Event | Malformed, reason: str, detail: str) -> RejectionRow:
+    text = _event_text(ev)
+    if isinstance(ev, Malformed):
+        did, collection, rkey, rev = ev.did, None, None, None
+    else:
+        did, collection, rkey, rev = ev.did, ev.collection, ev.rkey, ev.rev
+    clean = [None if v is None else str(v).replace("\x00", "") for v in (did, collection, rkey, rev)]
+    return (
+        ev.source,
+        ev.cursor,
+        reason,
+        detail.replace("\x00", "")[:2000],
+        *clean,
+        text,
+        _digest(reason, text),
+    )
+
+
+def malformed_row(item: Malformed) -> RejectionRow:
+    return rejection(item, item.reason, item.detail)
+
+
+_OPS = ("create", "update", "delete")
+
+
+def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
+    """The batch row for `ev`, a rejection, or None for an event that is not ours (another collection)."""
+    if not is_did(ev.did):
+        return Rejected(rejection(ev, "invalid_did", f"not a DID: {ev.did[:200]!r}"))
+    if ev.kind == "commit":
+        return _commit_row(ev, ord_, validator)
+    if ev.kind == "identity":
+        handle = ev.handle.lower() if ev.handle and is_handle(ev.handle) else None
+        return (
+            ord_, ev.source, ev.cursor, ev.did, "identity", None, None, None, None, None, None, None, None,
+            handle, None, None, ev.seq, parse_datetime(ev.time),
+            _digest("identity", ev.did, ev.seq, ev.time, handle),
+        )
+    if ev.kind == "account":
+        if ev.active is None:
+            return Rejected(rejection(ev, "missing_field", "account event without `active`"))
+        status = None if ev.status is None else ev.status[:64].replace("\x00", "")
+        return (
+            ord_, ev.source, ev.cursor, ev.did, "account", None, None, None, None, None, None, None, None,
+            None, ev.active, status, ev.seq, parse_datetime(ev.time),
+            _digest("account", ev.did, ev.seq, ev.time, ev.active, status),
+        )
+    return Rejected(rejection(ev, "unknown_kind", f"unknown event kind {ev.kind!r}"))
+
+
+def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
+    collection, rkey, rev, op = ev.collection, ev.rkey, ev.rev, ev.operation
+    if not is_relevant_collection(collection):
+        return None
+    assert collection is not None
+    if not is_nsid(collection):
+        return Rejected(rejection(ev, "invalid_collection", f"not an NSID: {collection[:200]!r}"))
+    if op not in _OPS:
+        return Rejected(rejection(ev, "invalid_operation", f"unknown operation {op!r}"))
+    if rev is None or not is_tid(rev):
+        return Rejected(rejection(ev, "invalid_rev", f"rev is not a TID: {rev!r}"))
+    if rkey is None or not is_record_key(rkey):
+        return Rejected(rejection(ev, "invalid_rkey", f"not a record key: {rkey!r}"))
+    dedup = _digest(ev.did, collection, rkey, rev, op)
+    if op == "delete":
+        return (
+            ord_, ev.source, ev.cursor, ev.did, "commit", op, collection, rkey, rev, None, None, None, None,
+            None, None, None, ev.seq, None, dedup,
+        )
+    record = ev.record
+    if record is None or not isinstance(record, dict):
+        return Rejected(rejection(ev, "missing_record", f"{op} without a record"))
+    if not ev.cid or not is_cid(ev.cid):
+        return Rejected(rejection(ev, "invalid_cid", f"{op} without a valid cid: {ev.cid!r:.200}"))
+    try:
+        record_json = _encode(record)
+    except (msgspec.EncodeError, UnicodeError, OverflowError) as exc:
+        return Rejected(rejection(ev, "unstorable_record", f"record cannot be encoded: {exc}"))
+    if b"\\u0000" in record_json:
+        return Rejected(rejection(ev, "unstorable_record", "record contains a NUL character"))
+    invalid = validator.validate(collection, rkey, record)
+    row: EventRow = (
+        ord_, ev.source, ev.cursor, ev.did, "commit", op, collection, rkey, rev, ev.cid,
+        record_json.decode(), None if invalid is None else str(invalid),
+        parse_datetime(record.get("createdAt")), None, None, None, ev.seq, None, dedup,
+    )
+    if invalid is not None:
+        return Rejected(rejection(ev, "invalid_record", str(invalid)), event_row=row)
+    return row

@@ -1,0 +1,305 @@
+"""The fold, as set-based SQL over one batch of newly appended events (`fold_batch`).
+
+The same statements serve live ingest (the batch is what was just appended) and `rebuild` (the batch is a
+range of the log), so a rebuilt index equals the incrementally built one. The fold is confluent, i.e. its result
+does not depend on how events are cut into batches:
+- a record's state is the maximum (rev, op) over all its events: deletes (op 2) are tombstones kept forever,
+  and an event whose rev is not newer than the stored one changes nothing;
+- an actor's handle and status are the maximum (event time, seq, event id) over its identity/account events;
+- projections are a function of that state: each batch recomputes exactly the rows whose inputs changed, and
+  recounts likes/comments of every subject touched, whichever side (like or track) arrived last.
+"""
+
+from __future__ import annotations
+
+TEMP_TABLES = (
+    """
+    CREATE TEMP TABLE IF NOT EXISTS batch_in (
+        ord int, source text, source_cursor bigint, did text, kind text, operation text, collection text,
+        rkey text COLLATE "C", rev text COLLATE "C", cid text, record jsonb, invalid text,
+        created_at timestamptz, handle text, active boolean, status text, seq bigint,
+        event_time timestamptz, dedup bytea
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS rejections_in (
+        source text, source_cursor bigint, reason text, detail text, did text, collection text, rkey text,
+        rev text, event text, dedup bytea
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS fold_batch (
+        id bigint PRIMARY KEY, did text NOT NULL, kind text NOT NULL, op smallint, collection text,
+        rkey text COLLATE "C", rev text COLLATE "C", handle text, active boolean, status text, seq bigint,
+        event_time timestamptz
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS fold_changed (
+        did text, collection text, rkey text COLLATE "C", PRIMARY KEY (did, collection, rkey)
+    ) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS fold_status (
+        did text PRIMARY KEY, deleted_changed boolean NOT NULL, active_changed boolean NOT NULL
+    ) ON COMMIT DELETE ROWS
+    """,
+    "CREATE TEMP TABLE IF NOT EXISTS fold_subjects (uri text PRIMARY KEY) ON COMMIT DELETE ROWS",
+)
+
+COPY_EVENTS = (
+    "COPY batch_in (ord, source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,"
+    " invalid, created_at, handle, active, status, seq, event_time, dedup) FROM STDIN"
+)
+COPY_REJECTIONS = (
+    "COPY rejections_in (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup)"
+    " FROM STDIN"
+)
+
+INSERT_REJECTIONS = """
+INSERT INTO rejections (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup)
+SELECT source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup FROM rejections_in
+ON CONFLICT (dedup) DO NOTHING
+"""
+
+_FOLD_BATCH_COLUMNS = "id, did, kind, op, collection, rkey, rev, handle, active, status, seq, event_time"
+_OP_RANK = "CASE operation WHEN 'create' THEN 0 WHEN 'update' THEN 1 WHEN 'delete' THEN 2 END"
+
+# Append to the log; only events not already there are folded (the log and the fold commit together, so an
+# event present in the log has been folded).
+APPEND_EVENTS = f"""
+WITH ins AS (
+    INSERT INTO events (source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
+                        invalid, created_at, handle, active, status, seq, event_time, dedup)
+    SELECT source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
+           invalid, created_at, handle, active, status, seq, event_time, dedup
+    FROM batch_in ORDER BY ord
+    ON CONFLICT (dedup) DO NOTHING
+    RETURNING id, did, kind, operation, collection, rkey, rev, handle, active, status, seq, event_time
+)
+INSERT INTO fold_batch ({_FOLD_BATCH_COLUMNS})
+SELECT id, did, kind, {_OP_RANK}, collection, rkey, rev, handle, active, status, seq, event_time FROM ins
+"""
+
+LOAD_LOG_RANGE = f"""
+INSERT INTO fold_batch ({_FOLD_BATCH_COLUMNS})
+SELECT id, did, kind, {_OP_RANK}, collection, rkey, rev, handle, active, status, seq, event_time
+FROM events WHERE id > %(after)s AND id <= %(upto)s
+"""
+
+ENSURE_ACTORS = """
+INSERT INTO actors (did) SELECT DISTINCT did FROM fold_batch ORDER BY did ON CONFLICT (did) DO NOTHING
+"""
+
+_NEWER = """(coalesce({n}.event_time, '-infinity'), coalesce({n}.seq, -1), {n}.id)
+          > (coalesce({o}_time, '-infinity'), coalesce({o}_seq, -1), {o}_event_id)"""
+
+FOLD_IDENTITY = f"""
+UPDATE actors a
+SET handle = n.handle, handle_time = n.event_time, handle_seq = n.seq, handle_event_id = n.id
+FROM (
+    SELECT DISTINCT ON (did) did, id, handle, seq, event_time FROM fold_batch WHERE kind = 'identity'
+    ORDER BY did, event_time DESC NULLS LAST, seq DESC NULLS LAST, id DESC
+) n
+WHERE a.did = n.did
+  AND (a.handle_event_id IS NULL OR {_NEWER.format(n="n", o="a.handle")})
+"""
+
+FOLD_ACCOUNT = f"""
+WITH n AS (
+    SELECT DISTINCT ON (did) did, id, active, status, seq, event_time FROM fold_batch WHERE kind = 'account'
+    ORDER BY did, event_time DESC NULLS LAST, seq DESC NULLS LAST, id DESC
+), upd AS (
+    UPDATE actors a
+    SET active = n.active,
+        status = CASE WHEN n.active THEN 'active' ELSE coalesce(nullif(n.status, ''), 'inactive') END,
+        status_time = n.event_time, status_seq = n.seq, status_event_id = n.id
+    FROM n, actors old
+    WHERE a.did = n.did AND old.did = a.did
+      AND (a.status_event_id IS NULL OR {_NEWER.format(n="n", o="a.status")})
+    RETURNING a.did, old.status AS old_status, a.status AS new_status,
+              old.active AS old_active, a.active AS new_active
+)
+INSERT INTO fold_status (did, deleted_changed, active_changed)
+SELECT did, (old_status = 'deleted') <> (new_status = 'deleted'), old_active <> new_active
+FROM upd WHERE old_status <> new_status OR old_active <> new_active
+"""
+
+FOLD_RECORDS = """
+WITH n AS (
+    SELECT DISTINCT ON (did, collection, rkey) did, collection, rkey, rev, op, id
+    FROM fold_batch WHERE kind = 'commit'
+    ORDER BY did, collection, rkey, rev DESC, op DESC, id DESC
+), up AS (
+    INSERT INTO records AS r (did, collection, rkey, rev, op, event_id)
+    SELECT did, collection, rkey, rev, op, id FROM n ORDER BY did, collection, rkey
+    ON CONFLICT (did, collection, rkey) DO UPDATE
+        SET rev = excluded.rev, op = excluded.op, event_id = excluded.event_id
+        WHERE (excluded.rev, excluded.op) > (r.rev, r.op)
+    RETURNING r.did, r.collection, r.rkey
+)
+INSERT INTO fold_changed (did, collection, rkey) SELECT did, collection, rkey FROM up
+"""
+
+# An account entering or leaving `deleted` removes or restores all its projection rows.
+CHANGED_BY_STATUS = """
+INSERT INTO fold_changed (did, collection, rkey)
+SELECT r.did, r.collection, r.rkey FROM records r JOIN fold_status s ON s.did = r.did
+WHERE s.deleted_changed
+ON CONFLICT DO NOTHING
+"""
+
+# Rows to (re)project: live, valid, author not deleted. Deactivated/taken-down authors keep their rows (hidden
+# at read time and excluded from counts) so reactivation shows them again without a refold.
+_LIVE = """
+FROM fold_changed c
+JOIN records r ON r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
+JOIN events e ON e.id = r.event_id
+JOIN actors a ON a.did = r.did{extra}
+WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
+"""
+
+
+_ITEMS = ", jsonb_array_elements(e.record->'items') WITH ORDINALITY AS i(item, ord)"
+
+
+def _live(collection: str, extra: str = "") -> str:
+    return _LIVE.format(collection=collection, extra=extra)
+
+
+def _uri(collection: str) -> str:
+    return f"'at://' || r.did || '/{collection}/' || r.rkey"
+
+
+_SORT_AT = "least(coalesce(e.created_at, e.received_at), e.received_at)"
+
+
+def _delete(table: str, collection: str, returning: str | None = None) -> str:
+    sql = f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{collection}'"
+    sql += " AND t.did = c.did AND t.rkey = c.rkey"
+    if returning:
+        sql = f"WITH gone AS ({sql} RETURNING t.{returning}) INSERT INTO fold_subjects (uri) "
+        sql += f"SELECT DISTINCT {returning} FROM gone ON CONFLICT DO NOTHING"
+    return sql
+
+
+TRACK = "fm.plyr.track"
+LIKE = "fm.plyr.like"
+COMMENT = "fm.plyr.comment"
+LIST = "fm.plyr.list"
+PROFILE = "fm.plyr.actor.profile"
+
+PROJECT = (
+    _delete("tracks", TRACK),
+    f"""
+    WITH ins AS (
+        INSERT INTO tracks (did, rkey, uri, cid, event_id, title, artist, album, duration, file_type, audio_url,
+                            audio_blob_cid, audio_blob_mime, image_url, description, created_at, indexed_at,
+                            sort_at)
+        SELECT r.did, r.rkey, {_uri(TRACK)}, e.cid, e.id, e.record->>'title', e.record->>'artist',
+               e.record->>'album', plyr_bigint(e.record->'duration'), e.record->>'fileType',
+               e.record->>'audioUrl',
+               coalesce(e.record->'audioBlob'->'ref'->>'$link', e.record->'audioBlob'->>'cid'),
+               e.record->'audioBlob'->>'mimeType', e.record->>'imageUrl', e.record->>'description',
+               e.created_at, e.received_at, {_SORT_AT}
+        {_live(TRACK)}
+        RETURNING uri
+    )
+    INSERT INTO fold_subjects (uri) SELECT uri FROM ins ON CONFLICT DO NOTHING
+    """,
+    _delete("likes", LIKE, returning="subject_uri"),
+    f"""
+    WITH ins AS (
+        INSERT INTO likes (did, rkey, uri, cid, event_id, subject_uri, subject_cid, created_at, indexed_at, sort_at)
+        SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, e.record->'subject'->>'uri',
+               e.record->'subject'->>'cid', e.created_at, e.received_at, {_SORT_AT}
+        {_live(LIKE)}
+        RETURNING subject_uri
+    )
+    INSERT INTO fold_subjects (uri) SELECT DISTINCT subject_uri FROM ins ON CONFLICT DO NOTHING
+    """,
+    _delete("comments", COMMENT, returning="subject_uri"),
+    f"""
+    WITH ins AS (
+        INSERT INTO comments (did, rkey, uri, cid, event_id, subject_uri, subject_cid, text, timestamp_ms,
+                              created_at, indexed_at, sort_at)
+        SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, e.record->'subject'->>'uri',
+               e.record->'subject'->>'cid', e.record->>'text', plyr_bigint(e.record->'timestampMs'),
+               e.created_at, e.received_at, {_SORT_AT}
+        {_live(COMMENT)}
+        RETURNING subject_uri
+    )
+    INSERT INTO fold_subjects (uri) SELECT DISTINCT subject_uri FROM ins ON CONFLICT DO NOTHING
+    """,
+    _delete("lists", LIST),
+    _delete("list_items", LIST),
+    f"""
+    INSERT INTO lists (did, rkey, uri, cid, event_id, name, list_type, item_count, created_at, indexed_at,
+                       sort_at)
+    SELECT r.did, r.rkey, {_uri(LIST)}, e.cid, e.id, e.record->>'name', e.record->>'listType',
+           jsonb_array_length(e.record->'items'), e.created_at, e.received_at, {_SORT_AT}
+    {_live(LIST)}
+    """,
+    f"""
+    INSERT INTO list_items (did, rkey, position, subject_uri, subject_cid)
+    SELECT r.did, r.rkey, (i.ord - 1)::int, i.item->'subject'->>'uri', i.item->'subject'->>'cid'
+    {_live(LIST, _ITEMS)}
+    """,
+    "DELETE FROM profiles t USING fold_changed c"
+    f" WHERE c.collection = '{PROFILE}' AND t.did = c.did AND c.rkey = 'self'",
+    f"""
+    INSERT INTO profiles (did, cid, event_id, bio, avatar, created_at, indexed_at)
+    SELECT r.did, e.cid, e.id, e.record->>'bio', e.record->>'avatar', e.created_at, e.received_at
+    {_live(PROFILE)} AND r.rkey = 'self'
+    """,
+)
+
+# Authors going (in)active change the counts on everything they liked or commented on.
+SUBJECTS_BY_STATUS = (
+    """
+    INSERT INTO fold_subjects (uri)
+    SELECT DISTINCT l.subject_uri FROM likes l JOIN fold_status s ON s.did = l.did WHERE s.active_changed
+    ON CONFLICT DO NOTHING
+    """,
+    """
+    INSERT INTO fold_subjects (uri)
+    SELECT DISTINCT c.subject_uri FROM comments c JOIN fold_status s ON s.did = c.did WHERE s.active_changed
+    ON CONFLICT DO NOTHING
+    """,
+)
+
+# Recount rather than increment: a recount is right whatever order likes, tracks and status changes arrived in.
+RECOUNT = """
+UPDATE tracks t SET like_count = n.likes, comment_count = n.comments
+FROM (
+    SELECT s.uri,
+           (SELECT count(*) FROM likes l JOIN actors a ON a.did = l.did
+             WHERE l.subject_uri = s.uri AND a.active) AS likes,
+           (SELECT count(*) FROM comments c JOIN actors a ON a.did = c.did
+             WHERE c.subject_uri = s.uri AND a.active) AS comments
+    FROM fold_subjects s
+) n
+WHERE t.uri = n.uri AND (t.like_count, t.comment_count) IS DISTINCT FROM (n.likes, n.comments)
+"""
+
+FOLD = (
+    ENSURE_ACTORS,
+    FOLD_IDENTITY,
+    FOLD_ACCOUNT,
+    FOLD_RECORDS,
+    CHANGED_BY_STATUS,
+    *PROJECT,
+    *SUBJECTS_BY_STATUS,
+    RECOUNT,
+)
+
+SAVE_CURSOR = """
+INSERT INTO cursors (source, cursor, event_time, updated_at) VALUES (%(source)s, %(cursor)s, %(event_time)s, now())
+ON CONFLICT (source) DO UPDATE
+SET cursor = excluded.cursor, event_time = coalesce(excluded.event_time, cursors.event_time), updated_at = now()
+"""
+
+# Shared by every batch writer, exclusive for `rebuild`: a rebuild never interleaves with live folding.
+FOLD_LOCK_KEY = 7243002
+LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({FOLD_LOCK_KEY})"
+LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock({FOLD_LOCK_KEY})"

@@ -1,0 +1,280 @@
+"""The batch writer: the only path by which events enter the index.
+
+Invariants (tested in tests/test_fold_*.py and tests/test_replay.py):
+- the log append, the fold and the source cursor commit in ONE transaction: a crash replays, never skips;
+- a cursor moves only past items that are durable (events, rejections and checkpoints alike);
+- delivery is at-least-once: a duplicate is stored once and folds to nothing;
+- bounded memory: sources are pulled through a bounded queue, batches are bounded in size and time;
+- no input can stall ingest: a batch that Postgres refuses is split until the one bad item is isolated and
+  kept as a rejection; a lost connection is retried with backoff until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from indexer.events import Checkpoint, Event, Item, Malformed
+from indexer.fold import sql
+from indexer.fold.rows import EventRow, Rejected, RejectionRow, event_row, malformed_row, rejection
+from indexer.identity import HandleVerifier, TrustingVerifier
+from indexer.lexicon import Validator
+from indexer.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+FOLD_SQL = ";\n".join(sql.FOLD)
+
+
+@dataclass
+class WriteStats:
+    batches: int = 0
+    items: int = 0
+    appended: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: WriteStats) -> None:
+        self.batches += other.batches
+        self.items += other.items
+        self.appended += other.appended
+        self.rejected += other.rejected
+        self.skipped += other.skipped
+        self.by_reason.update(other.by_reason)
+
+
+@dataclass
+class _Prepared:
+    events: list[EventRow]
+    rejections: list[RejectionRow]
+    cursors: dict[str, tuple[int, dt.datetime | None]]
+    stats: WriteStats
+
+
+def _event_time(item: Event | Malformed | Checkpoint) -> dt.datetime | None:
+    time_us = getattr(item, "time_us", None)
+    if isinstance(time_us, int) and 0 < time_us < 253402300799_000000:
+        return dt.datetime.fromtimestamp(time_us / 1e6, tz=dt.UTC)
+    return None
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        validator: Validator,
+        metrics: Metrics | None = None,
+        verifier: HandleVerifier | None = None,
+        batch_size: int = 5000,
+        batch_seconds: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._conninfo = conninfo
+        self._validator = validator
+        self._metrics = metrics or Metrics()
+        self._verifier = verifier or TrustingVerifier()
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self._max_backoff = max_backoff
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def __aenter__(self) -> BatchWriter:
+        await self._connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        for stmt in sql.TEMP_TABLES:
+            await conn.execute(stmt)
+        self._conn = conn
+        return conn
+
+    # -- the pipeline -------------------------------------------------------------------------------------
+
+    async def run(self, items: AsyncIterable[Item], *, on_batch: object = None) -> WriteStats:
+        """Consume `items` until exhausted. The source is read by its own task into a bounded queue, so parsing
+        the next batch overlaps with Postgres writing the current one."""
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.batch_size * 2)
+        total = WriteStats()
+
+        async def pump() -> None:
+            try:
+                async for item in items:
+                    await queue.put(item)
+            finally:
+                await queue.put(None)
+
+        producer = asyncio.create_task(pump())
+        try:
+            done = False
+            while not done:
+                first = await queue.get()
+                if first is None:
+                    break
+                batch: list[Item] = [first]
+                deadline = time.monotonic() + self.batch_seconds
+                while len(batch) < self.batch_size:
+                    try:
+                        nxt = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        try:
+                            nxt = await asyncio.wait_for(queue.get(), remaining)
+                        except TimeoutError:
+                            break
+                    if nxt is None:
+                        done = True
+                        break
+                    batch.append(nxt)
+                stats = await self.write(batch)
+                total.add(stats)
+                if callable(on_batch):
+                    on_batch(stats)
+            await producer  # re-raise a source failure
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+        return total
+
+    # -- one batch ------------------------------------------------------------------------------------------
+
+    async def _prepare(self, items: Sequence[Item]) -> _Prepared:
+        stats = WriteStats(batches=1, items=len(items))
+        events: list[EventRow] = []
+        rejections: list[RejectionRow] = []
+        cursors: dict[str, tuple[int, dt.datetime | None]] = {}
+        identities = [it for it in items if isinstance(it, Event) and it.kind == "identity"]
+        if identities:
+            verified = await asyncio.gather(*(self._verifier.verify(ev.did, ev.handle) for ev in identities))
+            for ev, handle in zip(identities, verified, strict=True):
+                ev.handle = handle
+        for ord_, item in enumerate(items):
+            if isinstance(item, Event):
+                row = event_row(item, ord_, self._validator)
+                if row is None:
+                    stats.skipped += 1
+                elif isinstance(row, Rejected):
+                    rejections.append(row.row)
+                    stats.by_reason[row.row[2]] += 1
+                    if row.event_row is not None:
+                        events.append(row.event_row)
+                else:
+                    events.append(row)
+            elif isinstance(item, Malformed):
+                rejections.append(malformed_row(item))
+                stats.by_reason[item.reason] += 1
+            if item.cursor is not None and item.source:
+                cursors[item.source] = (item.cursor, _event_time(item))
+        stats.rejected = len(rejections)
+        return _Prepared(events, rejections, cursors, stats)
+
+    async def write(self, items: Sequence[Item]) -> WriteStats:
+        """Write one batch in one transaction; retried on connection loss, split on a refused statement."""
+        prepared = await self._prepare(items)
+        started = time.perf_counter()
+        backoff = 0.5
+        while True:
+            try:
+                appended = await self._write_prepared(prepared)
+                break
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "database unavailable; retrying batch", extra={"error": str(exc), "retry_in": backoff}
+                )
+                await self.close()
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self._max_backoff)
+            except psycopg.Error as exc:
+                await self._reset_after_error()
+                return await self._split(items, exc)
+        stats = prepared.stats
+        for kind, count in appended.items():
+            stats.appended += count
+            self._metrics.events_accepted.labels(kind).inc(count)
+        self._metrics.events_duplicate.inc(max(0, len(prepared.events) - stats.appended))
+        for reason, count in stats.by_reason.items():
+            self._metrics.events_rejected.labels(reason).inc(count)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_events.observe(len(items))
+        now = time.time()
+        for source, (cursor, event_time) in prepared.cursors.items():
+            self._metrics.cursor.labels(source).set(cursor)
+            if event_time is not None:
+                self._metrics.lag_seconds.labels(source).set(max(0.0, now - event_time.timestamp()))
+        return stats
+
+    async def _reset_after_error(self) -> None:
+        # The failed transaction was rolled back; the temp tables are emptied at the next commit anyway, but a
+        # fresh connection is the simplest known-good state.
+        await self.close()
+
+    async def _split(self, items: Sequence[Item], exc: psycopg.Error) -> WriteStats:
+        if len(items) > 1:
+            mid = len(items) // 2
+            log.warning("batch refused; splitting", extra={"items": len(items), "error": str(exc)[:500]})
+            stats = await self.write(items[:mid])
+            stats.add(await self.write(items[mid:]))
+            return stats
+        (item,) = items
+        log.error("item refused by the database; kept as a rejection", extra={"error": str(exc)[:500]})
+        if isinstance(item, Checkpoint):
+            return WriteStats(batches=1, items=1)
+        poison = _Prepared(
+            events=[],
+            rejections=[rejection(item, "unstorable", f"refused by the database: {exc}"[:2000])],
+            cursors={item.source: (item.cursor, None)} if item.cursor is not None and item.source else {},
+            stats=WriteStats(batches=1, items=1, rejected=1, by_reason=Counter({"unstorable": 1})),
+        )
+        await self._write_prepared(poison)
+        self._metrics.events_rejected.labels("unstorable").inc()
+        return poison.stats
+
+    async def _write_prepared(self, p: _Prepared) -> Counter[str]:
+        conn = await self._connect()
+        appended: Counter[str] = Counter()
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(sql.LOCK_SHARED)
+            if p.events:
+                async with cur.copy(sql.COPY_EVENTS) as copy:
+                    for row in p.events:
+                        await copy.write_row(row)
+                await cur.execute(sql.APPEND_EVENTS)
+                if cur.rowcount:
+                    await cur.execute("SELECT kind, count(*) FROM fold_batch GROUP BY kind")
+                    for kind, count in await cur.fetchall():
+                        appended[str(kind)] = int(str(count))
+                    await cur.execute(FOLD_SQL)
+            if p.rejections:
+                async with cur.copy(sql.COPY_REJECTIONS) as copy:
+                    for rej in p.rejections:
+                        await copy.write_row(rej)
+                await cur.execute(sql.INSERT_REJECTIONS)
+            for source, (cursor, event_time) in p.cursors.items():
+                await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+        return appended

@@ -1,0 +1,86 @@
+"""`plyr-appview status`: counts, cursors, rejections and a state hash.
+
+The state hash is a digest over the logical content of the projections (which records are indexed, at which
+CID, with which counts, whose handle and status), leaving out what legitimately differs between two indexes
+of the same data: event ids, revs (backfill sees one commit rev for a whole repo) and indexing times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+
+# One query per projection, each yielding one text line per row.
+_HASHED: dict[str, str] = {
+    "actors": "SELECT concat_ws('|', did, coalesce(handle, ''), status, active::text) FROM actors",
+    "tracks": "SELECT concat_ws('|', uri, cid, like_count, comment_count) FROM tracks",
+    "likes": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM likes",
+    "comments": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM comments",
+    "lists": "SELECT concat_ws('|', uri, cid, item_count) FROM lists",
+    "list_items": "SELECT concat_ws('|', did, rkey, position, subject_uri, subject_cid) FROM list_items",
+    "profiles": "SELECT concat_ws('|', did, cid) FROM profiles",
+}
+
+_VISIBLE_COUNTS = """
+SELECT
+  (SELECT count(*) FROM tracks t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM likes t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM lists t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM comments t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM profiles t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM actors WHERE active),
+  (SELECT count(*) FROM events),
+  (SELECT count(*) FROM rejections)
+"""
+
+
+async def state_hash(conn: psycopg.AsyncConnection[Any]) -> str:
+    digest = hashlib.sha256()
+    for name, query in _HASHED.items():
+        cur = await conn.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(line, E'\\n' ORDER BY line COLLATE \"C\"), ''))"
+            f" FROM ({query}) AS s(line)"
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        digest.update(f"{name}:{row[0]}:{row[1]}\n".encode())
+    return digest.hexdigest()
+
+
+async def status(conninfo: str) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        # One snapshot for every number, so counts and hash describe the same state.
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur = await conn.execute(_VISIBLE_COUNTS)
+        row = await cur.fetchone()
+        assert row is not None
+        tracks, likes, lists, comments, profiles, actors, events, rejections = (int(v) for v in row)
+        cur = await conn.execute("SELECT reason, count(*) FROM rejections GROUP BY reason ORDER BY reason")
+        by_reason = {str(r): int(n) for r, n in await cur.fetchall()}
+        cur = await conn.execute("SELECT source, cursor, event_time, updated_at FROM cursors ORDER BY source")
+        cursors = {
+            str(source): {
+                "cursor": int(cursor),
+                "event_time": None if event_time is None else event_time.isoformat(),
+                "updated_at": updated_at.isoformat(),
+            }
+            for source, cursor, event_time, updated_at in await cur.fetchall()
+        }
+        digest = await state_hash(conn)
+        await conn.execute("COMMIT")
+    return {
+        "counts": {
+            "tracks": tracks,
+            "likes": likes,
+            "lists": lists,
+            "comments": comments,
+            "profiles": profiles,
+            "actors": actors,
+        },
+        "log": {"events": events},
+        "rejections": {"total": rejections, "by_reason": by_reason},
+        "cursors": cursors,
+        "state_hash": digest,
+    }
