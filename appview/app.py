@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from psycopg_pool import AsyncConnectionPool
 
 from appview.errors import xrpc_error_handler
@@ -27,12 +27,12 @@ async def _provide_metrics(state: State) -> Metrics:
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False)
-async def metrics_endpoint(metrics: Metrics) -> Response[bytes]:
+async def metrics_endpoint(metrics: NamedDependency[Metrics]) -> Response[bytes]:
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @get("/xrpc/_health", cache=False)
-async def health(pool: AsyncConnectionPool) -> Response[dict[str, Any]]:
+async def health(pool: NamedDependency[AsyncConnectionPool]) -> Response[dict[str, Any]]:
     try:
         async with pool.connection(timeout=2.0) as conn:
             cur = await conn.execute("SELECT source, cursor, event_time, updated_at FROM cursors ORDER BY source")
@@ -51,12 +51,19 @@ async def health(pool: AsyncConnectionPool) -> Response[dict[str, Any]]:
     return Response({"status": "ok", "db": "ok", "ingest": sources})
 
 
-def create_app(database_url: str, *, metrics: Metrics | None = None, pool_size: int = 10) -> Litestar:
+def create_app(
+    database_url: str,
+    *,
+    metrics: Metrics | None = None,
+    replica_url: str | None = None,
+    pool_size: int = 10,
+) -> Litestar:
+    """The API is stateless: any number of replicas can serve from one primary, reads from `replica_url`."""
     metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
+        pool = AsyncConnectionPool(replica_url or database_url, min_size=1, max_size=pool_size, open=False,
                                    kwargs={"autocommit": True})
         await pool.open(wait=False)
         app.state.pool = pool

