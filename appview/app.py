@@ -63,8 +63,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(replica_url or database_url, min_size=1, max_size=pool_size, open=False,
-                                   kwargs={"autocommit": True})
+        pool = AsyncConnectionPool(
+            replica_url or database_url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+        )
         await pool.open(wait=False)
         app.state.pool = pool
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
@@ -18,7 +19,7 @@ class XrpcError(Exception):
         self.status = status
 
 
-def xrpc_error_handler(request: Request[object, object, object], exc: Exception) -> Response[dict[str, str]]:
+def xrpc_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     if isinstance(exc, XrpcError):
         return Response({"error": exc.error, "message": exc.message}, status_code=exc.status)
     if isinstance(exc, ValidationException):

@@ -48,6 +48,7 @@ def make_capture(n: int) -> Path:
 
 # -- contenders (run in a child process) ----------------------------------------------------------------------
 
+
 async def run_ours(db: str, capture: Path, limit: int) -> dict[str, float]:
     from indexer.fold.writer import BatchWriter
     from indexer.lexicon import Validator
@@ -94,11 +95,23 @@ async def run_naive(db: str, capture: Path, limit: int) -> dict[str, float]:
             assert ev.collection and ev.rkey and ev.rev  # type: ignore[union-attr]
             if ev.record is not None and validator.validate(ev.collection, ev.rkey, ev.record) is not None:  # type: ignore[union-attr]
                 continue
-            dedup = hashlib.blake2b(f"{ev.did}{ev.collection}{ev.rkey}{ev.rev}{ev.operation}".encode(),  # type: ignore[union-attr]
-                                    digest_size=16).digest()
-            await conn.execute(NAIVE_LOG, (ev.did, ev.operation, ev.collection, ev.rkey, ev.rev, ev.cid,  # type: ignore[union-attr]
-                                           None if ev.record is None else msgspec.json.encode(ev.record).decode(),  # type: ignore[union-attr]
-                                           dedup))
+            dedup = hashlib.blake2b(
+                f"{ev.did}{ev.collection}{ev.rkey}{ev.rev}{ev.operation}".encode(),  # type: ignore[union-attr]
+                digest_size=16,
+            ).digest()
+            await conn.execute(
+                NAIVE_LOG,
+                (
+                    ev.did,
+                    ev.operation,
+                    ev.collection,
+                    ev.rkey,
+                    ev.rev,
+                    ev.cid,  # type: ignore[union-attr]
+                    None if ev.record is None else msgspec.json.encode(ev.record).decode(),  # type: ignore[union-attr]
+                    dedup,
+                ),
+            )
             op = {"create": 0, "update": 1, "delete": 2}[ev.operation or "create"]  # type: ignore[union-attr]
             await conn.execute(NAIVE_UPSERT, (ev.did, ev.collection, ev.rkey, ev.rev, op))  # type: ignore[union-attr]
     return {"events": n, "appended": n, "seconds": time.perf_counter() - started}
@@ -112,6 +125,7 @@ def child(kind: str, db: str, capture: str, limit: int) -> None:
 
 
 # -- driver ---------------------------------------------------------------------------------------------------
+
 
 def fresh_db(admin: str, name: str) -> str:
     from indexer.db import migrate
@@ -127,7 +141,10 @@ def fresh_db(admin: str, name: str) -> str:
 def contend(kind: str, db: str, capture: Path, limit: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, db, str(capture), str(limit)],
-        capture_output=True, text=True, check=True, env={**os.environ, "PLYR_APPVIEW_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PLYR_APPVIEW_LOG_LEVEL": "WARNING"},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -165,10 +182,14 @@ def main() -> None:
     print()
     print("| contender | events | seconds | events/s | peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| batch writer (ours) | {ours['events']:,} | {ours['seconds']:.1f} | {ours_rate:,.0f} |"
-          f" {ours['peak_rss_mb']:.0f} |")
-    print(f"| naive per-event upsert (baseline) | {naive['events']:,} | {naive['seconds']:.1f} | {naive_rate:,.0f} |"
-          f" {naive['peak_rss_mb']:.0f} |")
+    print(
+        f"| batch writer (ours) | {ours['events']:,} | {ours['seconds']:.1f} | {ours_rate:,.0f} |"
+        f" {ours['peak_rss_mb']:.0f} |"
+    )
+    print(
+        f"| naive per-event upsert (baseline) | {naive['events']:,} | {naive['seconds']:.1f} | {naive_rate:,.0f} |"
+        f" {naive['peak_rss_mb']:.0f} |"
+    )
     print()
     print(f"speed-up: {ours_rate / naive_rate:.1f}x")
 

@@ -151,8 +151,15 @@ async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> dic
     source = replay_source(path)
     start = 0 if args.from_start else await saved_position(url, source)
     total = count_items(path)
-    bar = tqdm(total=total, initial=min(start, total), unit="ev", disable=args.no_progress, file=sys.stderr,
-               desc=path.name, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=min(start, total),
+        unit="ev",
+        disable=args.no_progress,
+        file=sys.stderr,
+        desc=path.name,
+        dynamic_ncols=True,
+    )
 
     async with _writer(settings, url, Metrics(), args.batch_size) as writer:
         stats = await writer.run(replay_items(path, source, start, on_position=bar.update))
@@ -172,21 +179,12 @@ async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> dic
 
 
 async def _capture(args: argparse.Namespace) -> int:
-    from indexer.capture_file import open_capture_writer
+    from indexer.capture_file import capture, open_capture_writer
     from indexer.jetstream.source import JetstreamSource
 
-    source = JetstreamSource([args.source], start_cursor=args.cursor)
-    count = 0
-    loop = asyncio.get_running_loop()
-    deadline = None if args.duration is None else loop.time() + args.duration
+    source = JetstreamSource([args.source], start_cursor=args.cursor, rewind_on_start_us=0)
     with open_capture_writer(args.out, "jsonl") as out:
-        async for message in source.raw():
-            out.write(message)
-            count += 1
-            if args.limit is not None and count >= args.limit:
-                break
-            if deadline is not None and loop.time() >= deadline:
-                break
+        count = await capture(source.raw(), out, limit=args.limit, duration=args.duration)
     log.info("capture done", extra={"messages": count, "out": str(args.out)})
     return count
 

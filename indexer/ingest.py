@@ -8,29 +8,53 @@ import psycopg
 
 from indexer.config import Settings
 from indexer.fold.writer import BatchWriter
-from indexer.jetstream.source import JetstreamSource
+from indexer.jetstream.source import JetstreamSource, parse_endpoint
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-V1_SOURCE = "jetstream"
 
-
-async def committed_cursor(conninfo: str, source: str) -> int | None:
+async def committed_cursors(conninfo: str, prefix: str) -> dict[str, tuple[int, int | None]]:
+    """source -> (cursor, event time in unix microseconds) for the sources starting with `prefix`."""
     async with await psycopg.AsyncConnection.connect(conninfo) as conn:
-        cur = await conn.execute("SELECT cursor FROM cursors WHERE source = %s", (source,))
-        row = await cur.fetchone()
-    return None if row is None else int(row[0])
+        cur = await conn.execute(
+            "SELECT source, cursor, (extract(epoch FROM event_time) * 1000000)::bigint FROM cursors"
+            " WHERE source LIKE %s ORDER BY event_time DESC NULLS LAST",
+            (prefix + "%",),
+        )
+        found = await cur.fetchall()
+    return {str(s): (int(c), None if t is None else int(t)) for s, c, t in found}
+
+
+async def start_position(conninfo: str, urls: list[str]) -> tuple[int | None, int | None]:
+    """(start_cursor, start_time_us) for a JetstreamSource over `urls`.
+
+    v1 time_us cursors are comparable across hosts: one cursor, rewound by the source on start (we cannot know
+    the host we reach now produced it). v2 seqs belong to one host: the first URL's seq if we have one, else a
+    timestamp cursor from the most recent v2 position of any host."""
+    first = parse_endpoint(urls[0])
+    if first.version == 1:
+        found = await committed_cursors(conninfo, first.source)
+        return (found[first.source][0], None) if first.source in found else (None, None)
+    found = await committed_cursors(conninfo, "jetstream-v2:")
+    if first.source in found:
+        return found[first.source]
+    for _source, (_seq, time_us) in found.items():
+        if time_us is not None:
+            return time_us, None
+    return None, None
 
 
 async def follow_jetstream(
     settings: Settings, conninfo: str, writer: BatchWriter, metrics: Metrics, urls: list[str]
 ) -> None:
-    rewind_us = int(settings.failover_rewind_seconds * 1_000_000)
-    stored = await committed_cursor(conninfo, V1_SOURCE)
-    # We cannot know that the host we reach now is the one that produced the stored cursor, so a restart is
-    # treated like a host switch: rewind, and let the log's idempotency absorb the overlap.
-    start = None if stored is None else max(0, stored - rewind_us)
-    log.info("following jetstream", extra={"urls": urls, "stored_cursor": stored, "start_cursor": start})
-    source = JetstreamSource(urls, start_cursor=start, metrics=metrics, rewind_on_switch_us=rewind_us)
+    start_cursor, start_time_us = await start_position(conninfo, urls)
+    log.info("following jetstream", extra={"urls": urls, "start_cursor": start_cursor})
+    source = JetstreamSource(
+        urls,
+        start_cursor=start_cursor,
+        start_time_us=start_time_us,
+        metrics=metrics,
+        rewind_on_switch_us=int(settings.failover_rewind_seconds * 1_000_000),
+    )
     await writer.run(source.events())

@@ -14,11 +14,12 @@ class Metrics:
             "plyr_events_received", "Events and frames read from a source", ["source"], registry=r
         )
         self.events_accepted = Counter(
-            "plyr_events_accepted", "Events appended to the event log (duplicates excluded)", ["kind"], registry=r
+            "plyr_events_accepted",
+            "Events appended to the event log (duplicates excluded)",
+            ["kind"],
+            registry=r,
         )
-        self.events_duplicate = Counter(
-            "plyr_events_duplicate", "Events already present in the event log", registry=r
-        )
+        self.events_duplicate = Counter("plyr_events_duplicate", "Events already present in the event log", registry=r)
         self.events_rejected = Counter(
             "plyr_events_rejected", "Frames, events and records refused, by reason", ["reason"], registry=r
         )
@@ -29,11 +30,17 @@ class Metrics:
             registry=r,
         )
         self.batch_events = Histogram(
-            "plyr_batch_events", "Events per committed batch", buckets=(1, 10, 100, 1000, 5000, 20000), registry=r
+            "plyr_batch_events",
+            "Events per committed batch",
+            buckets=(1, 10, 100, 1000, 5000, 20000),
+            registry=r,
         )
         self.cursor = Gauge("plyr_source_cursor", "Last committed cursor per source", ["source"], registry=r)
         self.lag_seconds = Gauge(
-            "plyr_ingest_lag_seconds", "Now minus the event time of the last committed event", ["source"], registry=r
+            "plyr_ingest_lag_seconds",
+            "Now minus the event time of the last committed event",
+            ["source"],
+            registry=r,
         )
         self.reconnects = Counter("plyr_source_reconnects", "Source reconnections", ["source"], registry=r)
 

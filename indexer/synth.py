@@ -40,9 +40,7 @@ def make_did(n: int) -> str:
 def iso(micros: int) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
+    return dt.datetime.fromtimestamp(micros / 1e6, tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def track_record(title: str, *, micros: int = BASE_US, artist: str = "Synth Artist", **extra: Any) -> dict[str, Any]:
@@ -67,7 +65,9 @@ def like_record(subject_uri: str, subject_cid: str, *, micros: int = BASE_US) ->
     }
 
 
-def comment_record(subject_uri: str, subject_cid: str, text: str, *, ms: int = 0, micros: int = BASE_US) -> dict[str, Any]:
+def comment_record(
+    subject_uri: str, subject_cid: str, text: str, *, ms: int = 0, micros: int = BASE_US
+) -> dict[str, Any]:
     return {
         "$type": "fm.plyr.comment",
         "subject": {"uri": subject_uri, "cid": subject_cid},
@@ -121,9 +121,7 @@ def identity(did: str, handle: str | None, *, seq: int, micros: int, source: str
     return Event(kind="identity", did=did, source=source, handle=handle, seq=seq, time=iso(micros))
 
 
-def account(
-    did: str, active: bool, status: str | None = None, *, seq: int, micros: int, source: str = "test"
-) -> Event:
+def account(did: str, active: bool, status: str | None = None, *, seq: int, micros: int, source: str = "test") -> Event:
     return Event(kind="account", did=did, source=source, active=active, status=status, seq=seq, time=iso(micros))
 
 
@@ -135,7 +133,12 @@ def to_v1(ev: Event, time_us: int) -> dict[str, Any]:
     """The Jetstream v1 JSON object for `ev`, as a capture file or a live Jetstream would carry it."""
     out: dict[str, Any] = {"did": ev.did, "time_us": time_us, "kind": ev.kind}
     if ev.kind == "commit":
-        c: dict[str, Any] = {"rev": ev.rev, "operation": ev.operation, "collection": ev.collection, "rkey": ev.rkey}
+        c: dict[str, Any] = {
+            "rev": ev.rev,
+            "operation": ev.operation,
+            "collection": ev.collection,
+            "rkey": ev.rkey,
+        }
         if ev.record is not None:
             c["record"] = ev.record
             c["cid"] = ev.cid
@@ -203,8 +206,13 @@ def workload(n_events: int, *, seed: int = 7, invalid_share: float = 0.01) -> It
                 tcid = make_cid({"planned": trkey})
                 planned.append((tdid, trkey))
             rkey = make_tid(clock, 4)
-            ev = ev_commit(did, "fm.plyr.like", rkey, like_record(uri(tdid, "fm.plyr.track", trkey), tcid,
-                                                                    micros=clock), "create")
+            ev = ev_commit(
+                did,
+                "fm.plyr.like",
+                rkey,
+                like_record(uri(tdid, "fm.plyr.track", trkey), tcid, micros=clock),
+                "create",
+            )
             likes.append((did, rkey))
         elif roll < 0.62 and likes:
             ldid, lrkey = likes.pop(rng.randrange(len(likes)))
@@ -218,8 +226,13 @@ def workload(n_events: int, *, seed: int = 7, invalid_share: float = 0.01) -> It
             ev = ev_commit(tdid, "fm.plyr.track", trkey, None, "delete")
         elif roll < 0.80 and tracks:
             tdid, trkey, tcid = rng.choice(tracks)
-            rec = comment_record(uri(tdid, "fm.plyr.track", trkey), tcid, f"comment {produced}",
-                                 ms=rng.randint(0, 300_000), micros=clock)
+            rec = comment_record(
+                uri(tdid, "fm.plyr.track", trkey),
+                tcid,
+                f"comment {produced}",
+                ms=rng.randint(0, 300_000),
+                micros=clock,
+            )
             ev = ev_commit(did, "fm.plyr.comment", make_tid(clock, 5), rec, "create")
         elif roll < 0.88 and tracks:
             items = [(uri(d, "fm.plyr.track", k), c) for d, k, c in rng.sample(tracks, min(len(tracks), 5))]
@@ -231,8 +244,13 @@ def workload(n_events: int, *, seed: int = 7, invalid_share: float = 0.01) -> It
                 ev = ev_commit(did, "fm.plyr.list", lrkey, list_record(items, micros=clock), "create")
                 lists.append((did, lrkey))
         elif roll < 0.93:
-            ev = ev_commit(did, "fm.plyr.actor.profile", "self", profile_record(f"bio {produced}", micros=clock),
-                           "update" if rng.random() < 0.5 else "create")
+            ev = ev_commit(
+                did,
+                "fm.plyr.actor.profile",
+                "self",
+                profile_record(f"bio {produced}", micros=clock),
+                "update" if rng.random() < 0.5 else "create",
+            )
         elif roll < 0.97:
             seq += 1
             ev = identity(did, f"artist{dids.index(did)}-{seq % 3}.test", seq=seq, micros=clock)

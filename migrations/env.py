@@ -14,9 +14,7 @@ config = context.config
 def run_migrations_online() -> None:
     # A libpq connection string (URL or key=value form), passed by indexer.db.migrate.
     conninfo = config.attributes["conninfo"]
-    engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo), poolclass=pool.NullPool
-    )
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, compare_type=True)
         with context.begin_transaction():

@@ -87,10 +87,14 @@ async def test_stale_update_after_newer_is_ignored(db_url: str, validator: Valid
     assert await projected_cid(db_url, collection, ALICE, rkey) == make_cid(new)
     # Also within a single batch, whatever the order.
     other = make_did(77)
-    await ingest(db_url, validator, [
-        commit(other, collection, rkey, tid(20), new, operation="update"),
-        commit(other, collection, rkey, tid(10), old, operation="update"),
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [
+            commit(other, collection, rkey, tid(20), new, operation="update"),
+            commit(other, collection, rkey, tid(10), old, operation="update"),
+        ],
+    )
     assert await projected_cid(db_url, collection, other, rkey) == make_cid(new)
 
 
@@ -99,7 +103,8 @@ async def test_equal_rev_is_not_newer(db_url: str, validator: Validator, collect
     rkey = rkey_for(collection)
     first, second = record_for(collection, 1), record_for(collection, 2)
     await ingest(
-        db_url, validator,
+        db_url,
+        validator,
         [commit(ALICE, collection, rkey, tid(20), first)],
         [commit(ALICE, collection, rkey, tid(20), second, operation="update")],
     )
@@ -123,9 +128,12 @@ async def test_delete_is_a_permanent_tombstone(db_url: str, validator: Validator
     await ingest(db_url, validator, [create], [commit(ALICE, collection, rkey, tid(20), rec, operation="update")])
     assert await projected_cid(db_url, collection, ALICE, rkey) is None
     # Delete arriving before the create it deletes (replay reordering across batches): still gone.
-    await ingest(db_url, validator, [commit(BOB, collection, rkey, tid(30), None)], [
-        commit(BOB, collection, rkey, tid(10), rec)
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [commit(BOB, collection, rkey, tid(30), None)],
+        [commit(BOB, collection, rkey, tid(10), rec)],
+    )
     assert await projected_cid(db_url, collection, BOB, rkey) is None
     # A genuinely newer create (the record key reused later) does come back.
     await ingest(db_url, validator, [commit(ALICE, collection, rkey, tid(40), rec)])
@@ -139,28 +147,39 @@ async def test_like_before_track_counts_once_both_arrived(db_url: str, validator
     await ingest(db_url, validator, [like], [like2, comment])
     assert await one(db_url, "SELECT count(*) FROM tracks") == 0
     await ingest(db_url, validator, [commit(ALICE, TRACK, T1, tid(2), TRACK_REC)])
-    assert await one(db_url, "SELECT like_count, comment_count FROM tracks WHERE uri = %s", TRACK_URI) == (2, 1)
+    assert await one(db_url, "SELECT like_count, comment_count FROM tracks WHERE uri = %s", TRACK_URI) == (
+        2,
+        1,
+    )
     # Unlike: the count follows.
     await ingest(db_url, validator, [commit(BOB, LIKE, tid(5), tid(8), None)])
     assert await one(db_url, "SELECT like_count FROM tracks WHERE uri = %s", TRACK_URI) == 1
     # Updating the track keeps its counts.
     await ingest(db_url, validator, [commit(ALICE, TRACK, T1, tid(9), track_record("Renamed"), operation="update")])
     assert await one(db_url, "SELECT title, like_count, comment_count FROM tracks WHERE uri = %s", TRACK_URI) == (
-        "Renamed", 1, 1,
+        "Renamed",
+        1,
+        1,
     )
 
 
 async def test_like_moving_to_another_subject_recounts_both(db_url: str, validator: Validator) -> None:
     other_rec = track_record("Second")
     other_uri = uri(ALICE, TRACK, tid(3))
-    await ingest(db_url, validator, [
-        commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
-        commit(ALICE, TRACK, tid(3), tid(3), other_rec),
-        commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
-    ])
-    await ingest(db_url, validator, [
-        commit(BOB, LIKE, tid(5), tid(6), like_record(other_uri, make_cid(other_rec)), operation="update")
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [
+            commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
+            commit(ALICE, TRACK, tid(3), tid(3), other_rec),
+            commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
+        ],
+    )
+    await ingest(
+        db_url,
+        validator,
+        [commit(BOB, LIKE, tid(5), tid(6), like_record(other_uri, make_cid(other_rec)), operation="update")],
+    )
     counts = dict(await rows(db_url, "SELECT uri, like_count FROM tracks"))
     assert counts == {TRACK_URI: 0, other_uri: 1}
 
@@ -171,8 +190,15 @@ INVALID = [
     (TRACK, {**track_record("x"), "duration": -1}, "duration"),
     (TRACK, {**track_record("x"), "createdAt": "yesterday"}, "createdAt"),
     (TRACK, {**track_record("x"), "$type": "fm.plyr.like"}, "$type"),
-    (LIKE, {"$type": LIKE, "subject": {"uri": "not-a-uri", "cid": TRACK_CID}, "createdAt": "2025-01-01T00:00:00Z"},
-     "subject"),
+    (
+        LIKE,
+        {
+            "$type": LIKE,
+            "subject": {"uri": "not-a-uri", "cid": TRACK_CID},
+            "createdAt": "2025-01-01T00:00:00Z",
+        },
+        "subject",
+    ),
     (LIKE, {"$type": LIKE, "createdAt": "2025-01-01T00:00:00Z"}, "subject"),
     (COMMENT, {**comment_record(TRACK_URI, TRACK_CID, "x"), "text": ""}, "text"),
     (COMMENT, {**comment_record(TRACK_URI, TRACK_CID, "x"), "timestampMs": "12"}, "timestampMs"),
@@ -199,7 +225,8 @@ async def test_invalid_record_is_never_indexed_and_reason_is_kept(
 async def test_invalid_update_hides_the_older_valid_version(db_url: str, validator: Validator) -> None:
     bad = {**track_record("x"), "title": ""}
     await ingest(
-        db_url, validator,
+        db_url,
+        validator,
         [commit(ALICE, TRACK, T1, tid(10), TRACK_REC)],
         [commit(ALICE, TRACK, T1, tid(20), bad, operation="update")],
         # a replay of the older valid version does not bring it back either
@@ -224,12 +251,16 @@ async def test_bad_envelopes_are_rejected_with_reasons(db_url: str, validator: V
 
 
 async def test_account_status_hides_and_restores(db_url: str, validator: Validator) -> None:
-    await ingest(db_url, validator, [
-        commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
-        commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
-        commit(BOB, COMMENT, tid(6), tid(6), comment_record(TRACK_URI, TRACK_CID, "hi")),
-        commit(BOB, PROFILE, "self", tid(7), profile_record("bob")),
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [
+            commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
+            commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
+            commit(BOB, COMMENT, tid(6), tid(6), comment_record(TRACK_URI, TRACK_CID, "hi")),
+            commit(BOB, PROFILE, "self", tid(7), profile_record("bob")),
+        ],
+    )
     before = await state(db_url)
     assert before["counts"]["likes"] == 1
     assert await one(db_url, "SELECT like_count, comment_count FROM tracks") == (1, 1)
@@ -254,11 +285,15 @@ async def test_account_status_hides_and_restores(db_url: str, validator: Validat
 
 
 async def test_deleted_account_is_purged_but_log_kept(db_url: str, validator: Validator) -> None:
-    await ingest(db_url, validator, [
-        commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
-        commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
-        commit(BOB, LIST, tid(6), tid(6), list_record([(TRACK_URI, TRACK_CID)])),
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [
+            commit(ALICE, TRACK, T1, tid(2), TRACK_REC),
+            commit(BOB, LIKE, tid(5), tid(5), like_record(TRACK_URI, TRACK_CID)),
+            commit(BOB, LIST, tid(6), tid(6), list_record([(TRACK_URI, TRACK_CID)])),
+        ],
+    )
     events_before = await one(db_url, "SELECT count(*) FROM events")
     await ingest(db_url, validator, [account(BOB, False, "deleted", seq=10, micros=10)])
     assert await one(db_url, "SELECT count(*) FROM likes") == 0
@@ -276,10 +311,14 @@ async def test_identity_updates_handle_latest_wins(db_url: str, validator: Valid
     assert await one(db_url, "SELECT handle FROM actors WHERE did = %s", ALICE) is None
     await ingest(db_url, validator, [identity(ALICE, "alice.test", seq=1, micros=100)])
     assert await one(db_url, "SELECT handle FROM actors WHERE did = %s", ALICE) == "alice.test"
-    await ingest(db_url, validator, [
-        identity(ALICE, "Alice-New.test", seq=3, micros=300),
-        identity(ALICE, "alice-old.test", seq=2, micros=200),
-    ])
+    await ingest(
+        db_url,
+        validator,
+        [
+            identity(ALICE, "Alice-New.test", seq=3, micros=300),
+            identity(ALICE, "alice-old.test", seq=2, micros=200),
+        ],
+    )
     assert await one(db_url, "SELECT handle FROM actors WHERE did = %s", ALICE) == "alice-new.test"
     await ingest(db_url, validator, [identity(ALICE, "stale.test", seq=2, micros=250)])
     assert await one(db_url, "SELECT handle FROM actors WHERE did = %s", ALICE) == "alice-new.test"

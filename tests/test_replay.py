@@ -28,7 +28,11 @@ def write_capture(path: Path, n: int, seed: int = 7) -> None:
 def cli(db_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "indexer.cli", "--database-url", db_url, *args],
-        env=ENV, capture_output=True, text=True, check=check, timeout=600,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=600,
     )
 
 
@@ -93,9 +97,21 @@ def test_kill_mid_replay_and_resume_equals_uninterrupted(tmp_path: Path, db_fact
     kills = 0
     for _ in range(3):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.cli", "--database-url", db, "replay", str(capture), "--no-progress",
-             "--batch-size", "500"],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "indexer.cli",
+                "--database-url",
+                db,
+                "replay",
+                str(capture),
+                "--no-progress",
+                "--batch-size",
+                "500",
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         before = _cursor(db) or -1
         deadline = time.monotonic() + 60

@@ -129,8 +129,24 @@ def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected
     if ev.kind == "identity":
         handle = ev.handle.lower() if ev.handle and is_handle(ev.handle) else None
         return (
-            ord_, ev.source, ev.cursor, ev.did, "identity", None, None, None, None, None, None, None, None,
-            handle, None, None, ev.seq, parse_datetime(ev.time),
+            ord_,
+            ev.source,
+            ev.cursor,
+            ev.did,
+            "identity",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            handle,
+            None,
+            None,
+            ev.seq,
+            parse_datetime(ev.time),
             _digest("identity", ev.did, ev.seq, ev.time, handle),
         )
     if ev.kind == "account":
@@ -138,8 +154,24 @@ def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected
             return Rejected(rejection(ev, "missing_field", "account event without `active`"))
         status = None if ev.status is None else ev.status[:64].replace("\x00", "")
         return (
-            ord_, ev.source, ev.cursor, ev.did, "account", None, None, None, None, None, None, None, None,
-            None, ev.active, status, ev.seq, parse_datetime(ev.time),
+            ord_,
+            ev.source,
+            ev.cursor,
+            ev.did,
+            "account",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            ev.active,
+            status,
+            ev.seq,
+            parse_datetime(ev.time),
             _digest("account", ev.did, ev.seq, ev.time, ev.active, status),
         )
     return Rejected(rejection(ev, "unknown_kind", f"unknown event kind {ev.kind!r}"))
@@ -161,8 +193,25 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
     dedup = _digest(ev.did, collection, rkey, rev, op)
     if op == "delete":
         return (
-            ord_, ev.source, ev.cursor, ev.did, "commit", op, collection, rkey, rev, None, None, None, None,
-            None, None, None, ev.seq, None, dedup,
+            ord_,
+            ev.source,
+            ev.cursor,
+            ev.did,
+            "commit",
+            op,
+            collection,
+            rkey,
+            rev,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            ev.seq,
+            None,
+            dedup,
         )
     record = ev.record
     if record is None or not isinstance(record, dict):
@@ -177,9 +226,25 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
         return Rejected(rejection(ev, "unstorable_record", "record contains a NUL character"))
     invalid = validator.validate(collection, rkey, record)
     row: EventRow = (
-        ord_, ev.source, ev.cursor, ev.did, "commit", op, collection, rkey, rev, ev.cid,
-        record_json.decode(), None if invalid is None else str(invalid),
-        parse_datetime(record.get("createdAt")), None, None, None, ev.seq, None, dedup,
+        ord_,
+        ev.source,
+        ev.cursor,
+        ev.did,
+        "commit",
+        op,
+        collection,
+        rkey,
+        rev,
+        ev.cid,
+        record_json.decode(),
+        None if invalid is None else str(invalid),
+        parse_datetime(record.get("createdAt")),
+        None,
+        None,
+        None,
+        ev.seq,
+        None,
+        dedup,
     )
     if invalid is not None:
         return Rejected(rejection(ev, "invalid_record", str(invalid)), event_row=row)

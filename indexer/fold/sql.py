@@ -52,8 +52,7 @@ COPY_EVENTS = (
     " invalid, created_at, handle, active, status, seq, event_time, dedup) FROM STDIN"
 )
 COPY_REJECTIONS = (
-    "COPY rejections_in (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup)"
-    " FROM STDIN"
+    "COPY rejections_in (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup) FROM STDIN"
 )
 
 INSERT_REJECTIONS = """
