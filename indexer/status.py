@@ -25,11 +25,11 @@ _HASHED: dict[str, str] = {
 
 _VISIBLE_COUNTS = """
 SELECT
-  (SELECT count(*) FROM tracks t JOIN actors a ON a.did = t.did WHERE a.active),
-  (SELECT count(*) FROM likes t JOIN actors a ON a.did = t.did WHERE a.active),
-  (SELECT count(*) FROM lists t JOIN actors a ON a.did = t.did WHERE a.active),
-  (SELECT count(*) FROM comments t JOIN actors a ON a.did = t.did WHERE a.active),
-  (SELECT count(*) FROM profiles t JOIN actors a ON a.did = t.did WHERE a.active),
+  (SELECT count(*) FROM tracks WHERE author_active),
+  (SELECT count(*) FROM likes WHERE author_active),
+  (SELECT count(*) FROM lists WHERE author_active),
+  (SELECT count(*) FROM comments WHERE author_active),
+  (SELECT count(*) FROM profiles WHERE author_active),
   (SELECT count(*) FROM actors WHERE active),
   (SELECT count(*) FROM events),
   (SELECT count(*) FROM rejections)

@@ -192,10 +192,10 @@ PROJECT = (
     _delete("tracks", TRACK),
     f"""
     WITH ins AS (
-        INSERT INTO tracks (did, rkey, uri, cid, event_id, title, artist, album, duration, file_type, audio_url,
+        INSERT INTO tracks (did, rkey, uri, cid, event_id, author_active, title, artist, album, duration, file_type, audio_url,
                             audio_blob_cid, audio_blob_mime, image_url, description, created_at, indexed_at,
                             sort_at)
-        SELECT r.did, r.rkey, {_uri(TRACK)}, e.cid, e.id, e.record->>'title', e.record->>'artist',
+        SELECT r.did, r.rkey, {_uri(TRACK)}, e.cid, e.id, a.active, e.record->>'title', e.record->>'artist',
                e.record->>'album', plyr_bigint(e.record->'duration'), e.record->>'fileType',
                e.record->>'audioUrl',
                coalesce(e.record->'audioBlob'->'ref'->>'$link', e.record->'audioBlob'->>'cid'),
@@ -209,8 +209,8 @@ PROJECT = (
     _delete("likes", LIKE, returning="subject_uri"),
     f"""
     WITH ins AS (
-        INSERT INTO likes (did, rkey, uri, cid, event_id, subject_uri, subject_cid, created_at, indexed_at, sort_at)
-        SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, e.record->'subject'->>'uri',
+        INSERT INTO likes (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at, indexed_at, sort_at)
+        SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.created_at, e.received_at, {_SORT_AT}
         {_live(LIKE)}
         RETURNING subject_uri
@@ -220,9 +220,9 @@ PROJECT = (
     _delete("comments", COMMENT, returning="subject_uri"),
     f"""
     WITH ins AS (
-        INSERT INTO comments (did, rkey, uri, cid, event_id, subject_uri, subject_cid, text, timestamp_ms,
+        INSERT INTO comments (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text, timestamp_ms,
                               created_at, indexed_at, sort_at)
-        SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, e.record->'subject'->>'uri',
+        SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.record->>'text', plyr_bigint(e.record->'timestampMs'),
                e.created_at, e.received_at, {_SORT_AT}
         {_live(COMMENT)}
@@ -233,9 +233,9 @@ PROJECT = (
     _delete("lists", LIST),
     _delete("list_items", LIST),
     f"""
-    INSERT INTO lists (did, rkey, uri, cid, event_id, name, list_type, item_count, created_at, indexed_at,
+    INSERT INTO lists (did, rkey, uri, cid, event_id, author_active, name, list_type, item_count, created_at, indexed_at,
                        sort_at)
-    SELECT r.did, r.rkey, {_uri(LIST)}, e.cid, e.id, e.record->>'name', e.record->>'listType',
+    SELECT r.did, r.rkey, {_uri(LIST)}, e.cid, e.id, a.active, e.record->>'name', e.record->>'listType',
            jsonb_array_length(e.record->'items'), e.created_at, e.received_at, {_SORT_AT}
     {_live(LIST)}
     """,
@@ -247,14 +247,21 @@ PROJECT = (
     "DELETE FROM profiles t USING fold_changed c"
     f" WHERE c.collection = '{PROFILE}' AND t.did = c.did AND c.rkey = 'self'",
     f"""
-    INSERT INTO profiles (did, cid, event_id, bio, avatar, created_at, indexed_at)
-    SELECT r.did, e.cid, e.id, e.record->>'bio', e.record->>'avatar', e.created_at, e.received_at
+    INSERT INTO profiles (did, cid, event_id, author_active, bio, avatar, created_at, indexed_at)
+    SELECT r.did, e.cid, e.id, a.active, e.record->>'bio', e.record->>'avatar', e.created_at, e.received_at
     {_live(PROFILE)} AND r.rkey = 'self'
     """,
 )
 
-# Authors going (in)active change the counts on everything they liked or commented on.
-SUBJECTS_BY_STATUS = (
+# Authors going (in)active: their rows follow, and so do the counts on everything they liked or commented on.
+SUBJECTS_BY_STATUS = tuple(
+    f"""
+    UPDATE {table} t SET author_active = a.active
+    FROM fold_status s JOIN actors a ON a.did = s.did
+    WHERE s.active_changed AND t.did = s.did
+    """
+    for table in ("tracks", "likes", "comments", "lists", "profiles")
+) + (
     """
     INSERT INTO fold_subjects (uri)
     SELECT DISTINCT l.subject_uri FROM likes l JOIN fold_status s ON s.did = l.did WHERE s.active_changed
@@ -272,10 +279,8 @@ RECOUNT = """
 UPDATE tracks t SET like_count = n.likes, comment_count = n.comments
 FROM (
     SELECT s.uri,
-           (SELECT count(*) FROM likes l JOIN actors a ON a.did = l.did
-             WHERE l.subject_uri = s.uri AND a.active) AS likes,
-           (SELECT count(*) FROM comments c JOIN actors a ON a.did = c.did
-             WHERE c.subject_uri = s.uri AND a.active) AS comments
+           (SELECT count(*) FROM likes l WHERE l.subject_uri = s.uri AND l.author_active) AS likes,
+           (SELECT count(*) FROM comments c WHERE c.subject_uri = s.uri AND c.author_active) AS comments
     FROM fold_subjects s
 ) n
 WHERE t.uri = n.uri AND (t.like_count, t.comment_count) IS DISTINCT FROM (n.likes, n.comments)

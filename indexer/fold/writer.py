@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -113,54 +113,72 @@ class BatchWriter:
 
     # -- the pipeline -------------------------------------------------------------------------------------
 
-    async def run(self, items: AsyncIterable[Item], *, on_batch: object = None) -> WriteStats:
-        """Consume `items` until exhausted. The source is read by its own task into a bounded queue, so parsing
-        the next batch overlaps with Postgres writing the current one."""
-        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.batch_size * 2)
+    async def run(
+        self, items: AsyncIterable[Item], *, on_batch: Callable[[WriteStats], None] | None = None
+    ) -> WriteStats:
+        """Consume `items` until exhausted, in three stages joined by bounded queues: the source (parsing), the
+        batcher (validation and row building) and the database writer. Python prepares the next batch while
+        Postgres folds the current one; a slow database pushes back on the source, never grows a buffer."""
+        raw: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.batch_size * 2)
+        ready: asyncio.Queue[tuple[Sequence[Item], _Prepared] | None] = asyncio.Queue(maxsize=2)
         total = WriteStats()
 
         async def pump() -> None:
             try:
                 async for item in items:
-                    await queue.put(item)
+                    await raw.put(item)
             finally:
-                await queue.put(None)
+                await raw.put(None)
 
-        producer = asyncio.create_task(pump())
+        async def batcher() -> None:
+            try:
+                ended = False
+                while not ended:
+                    batch, ended = await self._collect(raw)
+                    if batch:
+                        await ready.put((batch, await self._prepare(batch)))
+            finally:
+                await ready.put(None)
+
+        stages = [asyncio.create_task(pump()), asyncio.create_task(batcher())]
         try:
-            done = False
-            while not done:
-                first = await queue.get()
-                if first is None:
-                    break
-                batch: list[Item] = [first]
-                deadline = time.monotonic() + self.batch_seconds
-                while len(batch) < self.batch_size:
-                    try:
-                        nxt = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        try:
-                            nxt = await asyncio.wait_for(queue.get(), remaining)
-                        except TimeoutError:
-                            break
-                    if nxt is None:
-                        done = True
-                        break
-                    batch.append(nxt)
-                stats = await self.write(batch)
+            while (entry := await ready.get()) is not None:
+                stats = await self._write_batch(*entry)
                 total.add(stats)
-                if callable(on_batch):
+                if on_batch is not None:
                     on_batch(stats)
-            await producer  # re-raise a source failure
+            for stage in stages:
+                await stage  # re-raise a source failure
         finally:
-            if not producer.done():
-                producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
+            for stage in stages:
+                if not stage.done():
+                    stage.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await stage
         return total
+
+    async def _collect(self, queue: asyncio.Queue[Item | None]) -> tuple[list[Item], bool]:
+        """Up to batch_size items, waiting at most batch_seconds after the first; True once the source ended."""
+        first = await queue.get()
+        if first is None:
+            return [], True
+        batch: list[Item] = [first]
+        deadline = time.monotonic() + self.batch_seconds
+        while len(batch) < self.batch_size:
+            try:
+                nxt = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
 
     # -- one batch ------------------------------------------------------------------------------------------
 
@@ -192,11 +210,25 @@ class BatchWriter:
             if item.cursor is not None and item.source:
                 cursors[item.source] = (item.cursor, _event_time(item))
         stats.rejected = len(rejections)
+        if rejections:
+            # One line per batch, not per item: a flood of bad input must not become a flood of logs.
+            sample = rejections[0]
+            log.warning(
+                "rejected items",
+                extra={
+                    "by_reason": dict(stats.by_reason),
+                    "sample_reason": sample[2],
+                    "sample_detail": sample[3][:300],
+                    "sample_did": sample[4],
+                },
+            )
         return _Prepared(events, rejections, cursors, stats)
 
     async def write(self, items: Sequence[Item]) -> WriteStats:
         """Write one batch in one transaction; retried on connection loss, split on a refused statement."""
-        prepared = await self._prepare(items)
+        return await self._write_batch(items, await self._prepare(items))
+
+    async def _write_batch(self, items: Sequence[Item], prepared: _Prepared) -> WriteStats:
         started = time.perf_counter()
         backoff = 0.5
         while True:
