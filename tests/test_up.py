@@ -42,9 +42,9 @@ def status(db_url: str) -> dict[str, Any]:
     return result
 
 
-async def wait_for_cursor(port: int, cursor: int, timeout: float = 60) -> dict[str, Any]:
+async def wait_for_cursor(port: int, cursor: int, within: float = 60) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         body: dict[str, Any] = {}
         while asyncio.get_running_loop().time() < deadline:
             try:
@@ -97,15 +97,16 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         assert "cursor" not in first
 
         # Restart: resumes from the committed cursor, rewound (duplicates are absorbed), nothing new appended.
-        before = status(live)
+        before = await asyncio.to_thread(status, live)
         proc = await asyncio.create_subprocess_exec(*cmd, env=ENV, stderr=asyncio.subprocess.DEVNULL)
         try:
             await wait_for_cursor(port, last)
         finally:
             assert await stop(proc) == 0
         resumed = js.requests[-1]
+        assert "cursor" in resumed, js.requests
         assert int(resumed["cursor"][0]) <= last
-        after = status(live)
+        after = await asyncio.to_thread(status, live)
         assert after["state_hash"] == before["state_hash"]
         assert after["log"] == before["log"]
 
@@ -115,11 +116,12 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         for ev in events:
             out.write(msgspec.json.encode(ev) + b"\n")
     replayed = db_factory()
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "indexer.cli", "--database-url", replayed, "replay", str(capture), "--no-progress"],
         env=ENV,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    assert status(replayed)["state_hash"] == after["state_hash"]
+    assert (await asyncio.to_thread(status, replayed))["state_hash"] == after["state_hash"]

@@ -192,9 +192,9 @@ PROJECT = (
     _delete("tracks", TRACK),
     f"""
     WITH ins AS (
-        INSERT INTO tracks (did, rkey, uri, cid, event_id, author_active, title, artist, album, duration, file_type, audio_url,
-                            audio_blob_cid, audio_blob_mime, image_url, description, created_at, indexed_at,
-                            sort_at)
+        INSERT INTO tracks (did, rkey, uri, cid, event_id, author_active, title, artist, album, duration,
+                            file_type, audio_url, audio_blob_cid, audio_blob_mime, image_url, description,
+                            created_at, indexed_at, sort_at)
         SELECT r.did, r.rkey, {_uri(TRACK)}, e.cid, e.id, a.active, e.record->>'title', e.record->>'artist',
                e.record->>'album', plyr_bigint(e.record->'duration'), e.record->>'fileType',
                e.record->>'audioUrl',
@@ -209,7 +209,8 @@ PROJECT = (
     _delete("likes", LIKE, returning="subject_uri"),
     f"""
     WITH ins AS (
-        INSERT INTO likes (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at, indexed_at, sort_at)
+        INSERT INTO likes (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at,
+                           indexed_at, sort_at)
         SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.created_at, e.received_at, {_SORT_AT}
         {_live(LIKE)}
@@ -220,8 +221,8 @@ PROJECT = (
     _delete("comments", COMMENT, returning="subject_uri"),
     f"""
     WITH ins AS (
-        INSERT INTO comments (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text, timestamp_ms,
-                              created_at, indexed_at, sort_at)
+        INSERT INTO comments (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text,
+                              timestamp_ms, created_at, indexed_at, sort_at)
         SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.record->>'text', plyr_bigint(e.record->'timestampMs'),
                e.created_at, e.received_at, {_SORT_AT}
@@ -233,8 +234,8 @@ PROJECT = (
     _delete("lists", LIST),
     _delete("list_items", LIST),
     f"""
-    INSERT INTO lists (did, rkey, uri, cid, event_id, author_active, name, list_type, item_count, created_at, indexed_at,
-                       sort_at)
+    INSERT INTO lists (did, rkey, uri, cid, event_id, author_active, name, list_type, item_count, created_at,
+                       indexed_at, sort_at)
     SELECT r.did, r.rkey, {_uri(LIST)}, e.cid, e.id, a.active, e.record->>'name', e.record->>'listType',
            jsonb_array_length(e.record->'items'), e.created_at, e.received_at, {_SORT_AT}
     {_live(LIST)}
@@ -254,14 +255,15 @@ PROJECT = (
 )
 
 # Authors going (in)active: their rows follow, and so do the counts on everything they liked or commented on.
-SUBJECTS_BY_STATUS = tuple(
-    f"""
-    UPDATE {table} t SET author_active = a.active
-    FROM fold_status s JOIN actors a ON a.did = s.did
-    WHERE s.active_changed AND t.did = s.did
-    """
-    for table in ("tracks", "likes", "comments", "lists", "profiles")
-) + (
+SUBJECTS_BY_STATUS = (
+    *(
+        f"""
+        UPDATE {table} t SET author_active = a.active
+        FROM fold_status s JOIN actors a ON a.did = s.did
+        WHERE s.active_changed AND t.did = s.did
+        """
+        for table in ("tracks", "likes", "comments", "lists", "profiles")
+    ),
     """
     INSERT INTO fold_subjects (uri)
     SELECT DISTINCT l.subject_uri FROM likes l JOIN fold_status s ON s.did = l.did WHERE s.active_changed
