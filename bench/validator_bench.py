@@ -102,9 +102,7 @@ def main() -> None:
         result = validator.validate(collection, rkey, record)
         if (result is None) != expect_valid:
             raise SystemExit(f"{name}: unexpected result {result}")
-        per_call = time_per_call(
-            lambda c=collection, k=rkey, r=record: validator.validate(c, k, r), args.seconds
-        )
+        per_call = time_per_call(lambda c=collection, k=rkey, r=record: validator.validate(c, k, r), args.seconds)
         shown = "ok" if result is None else f"{result.path or '-'} ({result.rule})"
         print(f"{name:<28} {per_call * 1e6:7.2f} µs/record  {1 / per_call:>10,.0f} records/s  {shown}")
 

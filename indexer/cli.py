@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from indexer import logs
 from indexer.config import Settings
 
@@ -202,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "convert":
         from indexer.firehose.convert import convert
 
-        convert(args.input, args.output)
+        stats = convert(args.input, args.output)
+        print(json.dumps(msgspec.to_builtins(stats)))
         return 0
     if cmd == "capture":
         _run(lambda: _capture(args))

@@ -17,7 +17,7 @@ from indexer.fold.writer import FOLD_SQL
 
 log = logging.getLogger(__name__)
 
-_CLEAR_BATCH = "TRUNCATE fold_batch, fold_changed, fold_status, fold_subjects"
+_CLEAR_BATCH = "TRUNCATE fold_batch, fold_changed, fold_status, fold_deltas, fold_new_tracks"
 
 
 async def rebuild(

@@ -74,9 +74,7 @@ def time_us(line: bytes) -> int:
 
 
 def compressor(name: str = "jetstream_v1.zdict") -> zstandard.ZstdCompressor:
-    return zstandard.ZstdCompressor(
-        dict_data=zstandard.ZstdCompressionDict((REFERENCE / "zstd" / name).read_bytes())
-    )
+    return zstandard.ZstdCompressor(dict_data=zstandard.ZstdCompressionDict((REFERENCE / "zstd" / name).read_bytes()))
 
 
 Script = Callable[[int, ServerConnection], Awaitable[None]]
@@ -87,9 +85,7 @@ class FakeJetstream:
     """A scripted server: `script(n, ws)` runs the n-th accepted connection; `reject(n, request)` may answer
     the n-th request with an HTTP error instead of upgrading."""
 
-    def __init__(
-        self, script: Script, *, reject: Reject | None = None, subprotocols: list[str] | None = None
-    ):
+    def __init__(self, script: Script, *, reject: Reject | None = None, subprotocols: list[str] | None = None):
         self.script = script
         self.reject = reject
         self.subprotocols = subprotocols
@@ -175,9 +171,7 @@ def test_parse_endpoint() -> None:
     assert parse_endpoint("wss://jetstream1.us-east.bsky.network").url == (
         "wss://jetstream1.us-east.bsky.network/subscribe"
     )
-    ep = parse_endpoint(
-        "jetstream2.us-west.bsky.network/subscribe?wantedDids=did:plc:x&cursor=5&compress=true"
-    )
+    ep = parse_endpoint("jetstream2.us-west.bsky.network/subscribe?wantedDids=did:plc:x&cursor=5&compress=true")
     assert (ep.url, ep.version, ep.params) == (
         "wss://jetstream2.us-west.bsky.network/subscribe",
         1,
@@ -236,9 +230,7 @@ async def test_plain_v1_filters_and_sends_the_right_query() -> None:
     assert urlsplit(server.requests[0]).path == "/subscribe"
     assert q["wantedCollections"] == ["fm.plyr.*"] and "cursor" not in q and "compress" not in q
     assert "wantedCollections=fm.plyr.*" in server.requests[0]
-    assert metrics.registry.get_sample_value("plyr_events_received_total", {"source": "jetstream"}) == len(
-        lines
-    )
+    assert metrics.registry.get_sample_value("plyr_events_received_total", {"source": "jetstream"}) == len(lines)
 
 
 async def test_compressed_v1_round_trip() -> None:
@@ -341,9 +333,7 @@ async def test_failover_before_any_event_does_not_jump_to_the_live_tip() -> None
         FakeJetstream(never, reject=lambda n, r: http_error(502, "bad gateway")) as a,
         FakeJetstream(second) as b,
     ):
-        src = JetstreamSource(
-            [a.url, b.url], start_cursor=None, compress=False, failures_before_switch=1, **FAST
-        )
+        src = JetstreamSource([a.url, b.url], start_cursor=None, compress=False, failures_before_switch=1, **FAST)
         before = datetime.now(UTC).timestamp() * 1e6
         await take(src.events(), 1)
     assert a.cursors() == [None]
@@ -500,9 +490,7 @@ async def test_checkpoints_move_the_cursor_through_foreign_traffic() -> None:
 
 
 def _iso(us: int) -> str:
-    return (
-        datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{us % 1_000_000:06d}Z"
-    )
+    return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{us % 1_000_000:06d}Z"
 
 
 def v2_frame(line: bytes, seq: int) -> bytes:

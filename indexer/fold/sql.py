@@ -6,8 +6,9 @@ does not depend on how events are cut into batches:
 - a record's state is the maximum (rev, op) over all its events: deletes (op 2) are tombstones kept forever,
   and an event whose rev is not newer than the stored one changes nothing;
 - an actor's handle and status are the maximum (event time, seq, event id) over its identity/account events;
-- projections are a function of that state: each batch recomputes exactly the rows whose inputs changed, and
-  recounts likes/comments of every subject touched, whichever side (like or track) arrived last.
+- projections are a function of that state: each batch recomputes exactly the rows whose inputs changed;
+  like/comment counts move by the exact delta of the rows changed, and a track (re)projected in the batch is
+  counted in full, whichever side (like or track) arrived last.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ TEMP_TABLES = (
         did text PRIMARY KEY, deleted_changed boolean NOT NULL, active_changed boolean NOT NULL
     ) ON COMMIT DELETE ROWS
     """,
-    "CREATE TEMP TABLE IF NOT EXISTS fold_subjects (uri text PRIMARY KEY) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (uri text, likes int, comments int) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS fold_new_tracks (uri text PRIMARY KEY) ON COMMIT DELETE ROWS",
 )
 
 COPY_EVENTS = (
@@ -173,13 +175,25 @@ def _uri(collection: str) -> str:
 _SORT_AT = "least(coalesce(e.created_at, e.received_at), e.received_at)"
 
 
-def _delete(table: str, collection: str, returning: str | None = None) -> str:
-    sql = f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{collection}'"
-    sql += " AND t.did = c.did AND t.rkey = c.rkey"
-    if returning:
-        sql = f"WITH gone AS ({sql} RETURNING t.{returning}) INSERT INTO fold_subjects (uri) "
-        sql += f"SELECT DISTINCT {returning} FROM gone ON CONFLICT DO NOTHING"
-    return sql
+def _delete(table: str, collection: str) -> str:
+    return (
+        f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{collection}'"
+        " AND t.did = c.did AND t.rkey = c.rkey"
+    )
+
+
+def _counted(statement: str, column: str, sign: str = "") -> str:
+    """Wrap a DELETE/INSERT/UPDATE of likes or comments so each row it touched becomes a count delta on its
+    subject: {sign}1 per row whose author is active (for a status flip, +1 or -1 by the new status)."""
+    delta = f"{sign}count(*) FILTER (WHERE author_active)"
+    if sign == "flip":
+        delta = "sum(CASE WHEN author_active THEN 1 ELSE -1 END)"
+    other = "comments" if column == "likes" else "likes"
+    return (
+        f"WITH changed AS ({statement} RETURNING t.subject_uri, t.author_active)\n"
+        f"INSERT INTO fold_deltas (uri, {column}, {other}) SELECT subject_uri, {delta}, 0 FROM changed"
+        " GROUP BY subject_uri"
+    )
 
 
 TRACK = "fm.plyr.track"
@@ -204,33 +218,31 @@ PROJECT = (
         {_live(TRACK)}
         RETURNING uri
     )
-    INSERT INTO fold_subjects (uri) SELECT uri FROM ins ON CONFLICT DO NOTHING
+    INSERT INTO fold_new_tracks (uri) SELECT uri FROM ins
     """,
-    _delete("likes", LIKE, returning="subject_uri"),
-    f"""
-    WITH ins AS (
-        INSERT INTO likes (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at,
-                           indexed_at, sort_at)
+    _counted(_delete("likes", LIKE), "likes", "-"),
+    _counted(
+        f"""
+        INSERT INTO likes AS t (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at,
+                                indexed_at, sort_at)
         SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.created_at, e.received_at, {_SORT_AT}
         {_live(LIKE)}
-        RETURNING subject_uri
-    )
-    INSERT INTO fold_subjects (uri) SELECT DISTINCT subject_uri FROM ins ON CONFLICT DO NOTHING
-    """,
-    _delete("comments", COMMENT, returning="subject_uri"),
-    f"""
-    WITH ins AS (
-        INSERT INTO comments (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text,
-                              timestamp_ms, created_at, indexed_at, sort_at)
+        """,
+        "likes",
+    ),
+    _counted(_delete("comments", COMMENT), "comments", "-"),
+    _counted(
+        f"""
+        INSERT INTO comments AS t (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text,
+                                   timestamp_ms, created_at, indexed_at, sort_at)
         SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
                e.record->'subject'->>'cid', e.record->>'text', plyr_bigint(e.record->'timestampMs'),
                e.created_at, e.received_at, {_SORT_AT}
         {_live(COMMENT)}
-        RETURNING subject_uri
-    )
-    INSERT INTO fold_subjects (uri) SELECT DISTINCT subject_uri FROM ins ON CONFLICT DO NOTHING
-    """,
+        """,
+        "comments",
+    ),
     _delete("lists", LIST),
     _delete("list_items", LIST),
     f"""
@@ -254,39 +266,44 @@ PROJECT = (
     """,
 )
 
+
+def _flip(table: str) -> str:
+    # Rows (re)projected in this batch already carry the new status; only older rows flip.
+    return (
+        f"UPDATE {table} t SET author_active = a.active FROM fold_status s JOIN actors a ON a.did = s.did"
+        " WHERE s.active_changed AND t.did = s.did AND t.author_active <> a.active"
+    )
+
+
 # Authors going (in)active: their rows follow, and so do the counts on everything they liked or commented on.
-SUBJECTS_BY_STATUS = (
-    *(
-        f"""
-        UPDATE {table} t SET author_active = a.active
-        FROM fold_status s JOIN actors a ON a.did = s.did
-        WHERE s.active_changed AND t.did = s.did
-        """
-        for table in ("tracks", "likes", "comments", "lists", "profiles")
-    ),
-    """
-    INSERT INTO fold_subjects (uri)
-    SELECT DISTINCT l.subject_uri FROM likes l JOIN fold_status s ON s.did = l.did WHERE s.active_changed
-    ON CONFLICT DO NOTHING
-    """,
-    """
-    INSERT INTO fold_subjects (uri)
-    SELECT DISTINCT c.subject_uri FROM comments c JOIN fold_status s ON s.did = c.did WHERE s.active_changed
-    ON CONFLICT DO NOTHING
-    """,
+STATUS_FLIPS = (
+    _flip("tracks"),
+    _flip("lists"),
+    _flip("profiles"),
+    _counted(_flip("likes"), "likes", "flip"),
+    _counted(_flip("comments"), "comments", "flip"),
 )
 
-# Recount rather than increment: a recount is right whatever order likes, tracks and status changes arrived in.
-RECOUNT = """
-UPDATE tracks t SET like_count = n.likes, comment_count = n.comments
-FROM (
-    SELECT s.uri,
-           (SELECT count(*) FROM likes l WHERE l.subject_uri = s.uri AND l.author_active) AS likes,
-           (SELECT count(*) FROM comments c WHERE c.subject_uri = s.uri AND c.author_active) AS comments
-    FROM fold_subjects s
-) n
-WHERE t.uri = n.uri AND (t.like_count, t.comment_count) IS DISTINCT FROM (n.likes, n.comments)
-"""
+# Counts move by exact deltas (every like/comment row inserted, deleted or flipped in this batch). A track
+# (re)projected in this batch has no trustworthy old count, so it is counted in full instead: that is what
+# makes a like that arrived before its track count once the track arrives.
+APPLY_COUNTS = (
+    """
+    UPDATE tracks t SET like_count = t.like_count + d.likes, comment_count = t.comment_count + d.comments
+    FROM (SELECT uri, sum(likes)::int AS likes, sum(comments)::int AS comments FROM fold_deltas GROUP BY uri) d
+    WHERE t.uri = d.uri AND (d.likes <> 0 OR d.comments <> 0)
+      AND NOT EXISTS (SELECT 1 FROM fold_new_tracks n WHERE n.uri = t.uri)
+    """,
+    """
+    UPDATE tracks t
+    SET like_count = (SELECT count(*) FROM likes l WHERE l.subject_uri = t.uri AND l.author_active),
+        comment_count = (SELECT count(*) FROM comments c WHERE c.subject_uri = t.uri AND c.author_active)
+    FROM fold_new_tracks n
+    WHERE t.uri = n.uri
+      AND (EXISTS (SELECT 1 FROM likes l WHERE l.subject_uri = t.uri AND l.author_active)
+           OR EXISTS (SELECT 1 FROM comments c WHERE c.subject_uri = t.uri AND c.author_active))
+    """,
+)
 
 FOLD = (
     ENSURE_ACTORS,
@@ -295,8 +312,8 @@ FOLD = (
     FOLD_RECORDS,
     CHANGED_BY_STATUS,
     *PROJECT,
-    *SUBJECTS_BY_STATUS,
-    RECOUNT,
+    *STATUS_FLIPS,
+    *APPLY_COUNTS,
 )
 
 SAVE_CURSOR = """

@@ -159,9 +159,7 @@ class Decompressor:
     source. Output is capped at `max_output_size`; a frame header that declares more is refused before
     anything is allocated, because zstandard trusts a declared content size over `max_output_size`."""
 
-    def __init__(
-        self, dict_id: int = V1_DICT_ID, *, max_output_size: int = DEFAULT_MAX_MESSAGE_BYTES
-    ) -> None:
+    def __init__(self, dict_id: int = V1_DICT_ID, *, max_output_size: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.dict_id = dict_id
         self.max_output_size = max_output_size
         self._dctx = zstandard.ZstdDecompressor(dict_data=load_dict(dict_id))
@@ -295,9 +293,7 @@ def _commit_fields(
     if not _valid_did(did):
         raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
     if operation not in _OPERATIONS:
-        raise _Bad(
-            "invalid_operation", f"commit operation {operation[:50]!r} is not create, update or delete"
-        )
+        raise _Bad("invalid_operation", f"commit operation {operation[:50]!r} is not create, update or delete")
     if _TID.fullmatch(rev) is None:
         raise _Bad("invalid_rev", f"commit rev {rev[:50]!r} is not a TID")
     if not _valid_collection(collection):
@@ -340,9 +336,7 @@ def parse_v1(
     except msgspec.ValidationError as e:
         return _v1_invalid(b, source, str(e), collection_prefix)
     except msgspec.DecodeError as e:
-        return Malformed(
-            reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source
-        )
+        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
 
     did = ev.did
     cursor = ev.time_us if 0 < ev.time_us <= _MAX_INT64 else None
@@ -411,9 +405,7 @@ def parse_v1(
             )
         raise _Bad("unknown_kind", f"unknown event kind {kind[:50]!r}")
     except _Bad as bad:
-        return Malformed(
-            reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=cursor, source=source
-        )
+        return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=cursor, source=source)
 
 
 def _v1_invalid(b: bytes, source: str, message: str, collection_prefix: str | None) -> Malformed | None:
@@ -479,9 +471,7 @@ def parse_v2(
     except msgspec.ValidationError as e:
         return _v2_invalid(b, source, str(e), collection_prefix)
     except msgspec.DecodeError as e:
-        return Malformed(
-            reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source
-        )
+        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
 
     if frame.type == "error":
         return StreamNotice(kind="error", name=frame.error or "Unknown", message=frame.message)
@@ -585,9 +575,7 @@ def parse_v2(
             status=a.status,
         )
     except _Bad as bad:
-        return Malformed(
-            reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=seq, source=source
-        )
+        return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=seq, source=source)
 
 
 def _v2_invalid(b: bytes, source: str, message: str, collection_prefix: str | None) -> Malformed | None:

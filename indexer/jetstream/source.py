@@ -139,12 +139,8 @@ def parse_endpoint(url: str) -> Endpoint:
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     if ":" in parts.hostname:
         host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
-    params = tuple(
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _MANAGED_PARAMS
-    )
-    return Endpoint(
-        url=urlunsplit((scheme, parts.netloc, path, "", "")), version=version, host=host, params=params
-    )
+    params = tuple((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _MANAGED_PARAMS)
+    return Endpoint(url=urlunsplit((scheme, parts.netloc, path, "", "")), version=version, host=host, params=params)
 
 
 class _SessionEnd(Exception):
@@ -382,11 +378,7 @@ class JetstreamSource:
                         extra={"source": ep.source, "host": ep.host, "ws_url": url, "cursor": cursor},
                     )
                     loop = asyncio.get_running_loop()
-                    received = (
-                        None
-                        if self.metrics is None
-                        else self.metrics.events_received.labels(source=ep.source)
-                    )
+                    received = None if self.metrics is None else self.metrics.events_received.labels(source=ep.source)
                     while True:
                         session.waiting_since = loop.time()
                         try:
@@ -595,12 +587,7 @@ class JetstreamSource:
 
     def _redelivered(self, cursor: int | None) -> bool:
         # The inclusive v2 cursor re-delivers the last event of the previous connection.
-        return (
-            self.version == 2
-            and cursor is not None
-            and self._last_seq is not None
-            and cursor <= self._last_seq
-        )
+        return self.version == 2 and cursor is not None and self._last_seq is not None and cursor <= self._last_seq
 
     def _position(self, ep: Endpoint, data: bytes) -> tuple[int | None, int | None]:
         if ep.version == 1:

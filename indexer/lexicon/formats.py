@@ -65,9 +65,7 @@ def is_did(value: str) -> bool:
 # --- handle -----------------------------------------------------------------------------------------------
 # DNS hostname rules (RFC 1035/1123): labels of 1-63 chars, no leading or trailing hyphen, at least two
 # labels, and a TLD that does not start with a digit (which also rules out IPv4 addresses).
-_HANDLE_PATTERN = (
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-)
+_HANDLE_PATTERN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _HANDLE = re.compile(_HANDLE_PATTERN).fullmatch
 _HANDLE_MAX = 253
 

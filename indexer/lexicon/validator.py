@@ -312,11 +312,7 @@ def _blob(d: Document, where: str) -> Check:
             if not isinstance(ref, dict) or len(ref) != 1 or not isinstance(ref.get("$link"), str):
                 return _Err("type", 'must be a CID link ({"$link": cid})').at("ref")
             if not is_cid(ref["$link"]):
-                return (
-                    _Err("format:cid", f"must be a valid cid, got {_show(ref['$link'])}")
-                    .at("$link")
-                    .at("ref")
-                )
+                return _Err("format:cid", f"must be a valid cid, got {_show(ref['$link'])}").at("$link").at("ref")
             size = v.get("size")
             if type(size) is not int or size < 0:
                 return _Err("type", "must be a non-negative integer").at("size")
@@ -452,9 +448,7 @@ class _Compiler:
             raise LexiconError(f"{where}: properties must be an object")
         required = tuple(_str_list(d, "required", where))
         nullable = frozenset(_str_list(d, "nullable", where))
-        props = tuple(
-            (name, self.field(schema, nsid, f"{where}.{name}")) for name, schema in properties.items()
-        )
+        props = tuple((name, self.field(schema, nsid, f"{where}.{name}")) for name, schema in properties.items())
 
         def check(v: Any) -> _Err | None:
             if not isinstance(v, dict):
