@@ -49,9 +49,7 @@ LIST: dict[str, Any] = {
     "$type": "fm.plyr.list",
     "name": "Späte Stunden 🌙",
     "listType": "playlist",
-    "items": [
-        {"subject": {"uri": f"at://{DID}/fm.plyr.track/3m5zsy4ryqc{i:02d}", "cid": CID}} for i in range(5)
-    ],
+    "items": [{"subject": {"uri": f"at://{DID}/fm.plyr.track/3m5zsy4ryqc{i:02d}", "cid": CID}} for i in range(5)],
     "createdAt": NOW,
     "updatedAt": "2025-11-21T09:00:00+01:00",
 }
@@ -324,17 +322,13 @@ def test_invalid_records(
         ("fm.plyr.list", 3, LIST),
     ],
 )
-def test_record_key_must_fit_the_key_type(
-    validator: Validator, collection: str, rkey: Any, record: Any
-) -> None:
+def test_record_key_must_fit_the_key_type(validator: Validator, collection: str, rkey: Any, record: Any) -> None:
     result = validator.validate(collection, rkey, record)
     assert result is not None
     assert (result.path, result.rule) == ("rkey", "key")
 
 
-@pytest.mark.parametrize(
-    "collection", ["fm.plyr.playlist", "app.bsky.feed.post", "", "com.atproto.repo.strongRef"]
-)
+@pytest.mark.parametrize("collection", ["fm.plyr.playlist", "app.bsky.feed.post", "", "com.atproto.repo.strongRef"])
 def test_unknown_collection(validator: Validator, collection: str) -> None:
     result = validator.validate(collection, TID, {**LIKE, "$type": collection})
     assert result is not None
@@ -466,9 +460,7 @@ def _paths(value: Any, prefix: Path_ = ()) -> list[Path_]:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), name=st.sampled_from(list(BASE)), junk=json_values)
-def test_mutated_valid_records_never_raise(
-    validator: Validator, data: st.DataObject, name: str, junk: Any
-) -> None:
+def test_mutated_valid_records_never_raise(validator: Validator, data: st.DataObject, name: str, junk: Any) -> None:
     collection, record = BASE[name]
     path = data.draw(st.sampled_from(_paths(record)))
     _assert_result(check(validator, collection, edit(record, (path, junk))))
