@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from indexer.lexicon.formats import is_handle
@@ -31,7 +32,13 @@ class TrustingVerifier:
         return handle.lower() if handle and is_handle(handle) else None
 
 
+HandleResolver = Callable[[str], Awaitable[str | None]]
+
+
 class ResolvingVerifier:
+    """Verifies with the `atproto` SDK's resolvers (PLC directory or did:web for the document; DNS TXT, then
+    HTTPS well-known for the handle). `resolve_handle` can be replaced, e.g. for a private DNS setup."""
+
     def __init__(
         self,
         plc_url: str = "https://plc.directory",
@@ -40,10 +47,12 @@ class ResolvingVerifier:
         concurrency: int = 16,
         cache_size: int = 100_000,
         cache_ttl: float = 3600.0,
+        resolve_handle: HandleResolver | None = None,
     ) -> None:
         from atproto_identity.resolver import AsyncIdResolver
 
         self._resolver = AsyncIdResolver(plc_url=plc_url, timeout=timeout)
+        self._resolve_handle = resolve_handle or self._resolver.handle.resolve
         self._timeout = timeout
         self._sem = asyncio.Semaphore(concurrency)
         self._cache: OrderedDict[tuple[str, str], tuple[float, str | None]] = OrderedDict()
@@ -74,7 +83,7 @@ class ResolvingVerifier:
                     if (data.handle or "").lower() != handle:
                         log.info("handle not claimed by DID document", extra={"did": did, "handle": handle})
                         return None
-                    resolved = await self._resolver.handle.resolve(handle)
+                    resolved = await self._resolve_handle(handle)
             except Exception as exc:  # any resolution failure means "not verified", never a crash
                 log.info("handle verification failed", extra={"did": did, "handle": handle, "error": repr(exc)})
                 return None

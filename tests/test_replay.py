@@ -152,3 +152,33 @@ def test_kill_mid_replay_and_resume_equals_uninterrupted(tmp_path: Path, db_fact
     assert final["log"] == expected["log"]
     assert final["rejections"] == expected["rejections"]
     assert count_drift(db) == 0
+
+
+def test_garbage_lines_are_rejected_with_reasons_and_ingest_goes_on(tmp_path: Path, db_factory: object) -> None:
+    assert callable(db_factory)
+    good = [msgspec.json.encode(obj) for obj in workload(50, seed=3)]
+    bad = [
+        b"{not json",
+        b"[1, 2, 3]",
+        b'{"did": "did:plc:x", "time_us": 1, "kind": "commit"}',
+        b'{"did": "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "time_us": 2, "kind": "commit", "commit": {"rev": "nope",'
+        b' "operation": "create", "collection": "fm.plyr.track", "rkey": "3lrnqk7qs2222", "record": {}, "cid": "x"}}',
+        b'{"did": "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "time_us": 3, "kind": "mystery"}',
+        b"\xff\xfe\x00garbage",
+    ]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b"\n".join(good) + b"\n")
+    reference = db_factory()
+    cli(reference, "replay", str(clean), "--no-progress")
+    expected = status(reference)
+    capture = tmp_path / "mixed.jsonl"
+    capture.write_bytes(b"\n".join(good[:25] + bad + good[25:]) + b"\n")
+    db = db_factory()
+    result = json.loads(cli(db, "replay", str(capture), "--no-progress").stdout)
+    baseline = expected["rejections"]["total"]  # type: ignore[index]
+    assert result["rejected"] == baseline + len(bad)
+    assert {"invalid_json", "not_object", "missing_field", "invalid_rev", "unknown_kind"} <= set(result["rejections"])
+    s = status(db)
+    assert s["rejections"]["total"] == baseline + len(bad)  # type: ignore[index]
+    # Everything valid around the garbage was indexed.
+    assert s["state_hash"] == expected["state_hash"]

@@ -125,3 +125,41 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         timeout=300,
     )
     assert (await asyncio.to_thread(status, replayed))["state_hash"] == after["state_hash"]
+
+
+async def test_capture_then_replay_equals_live(tmp_path: Path, db_factory: Any) -> None:
+    events = list(workload(800, seed=9))
+    out = tmp_path / "live.jsonl.zst"
+    async with JetstreamServer(events).running() as js:
+        cmd = [
+            sys.executable,
+            "-m",
+            "indexer.cli",
+            "capture",
+            "--source",
+            js.url,
+            "--out",
+            str(out),
+            "--limit",
+            str(len(events)),
+        ]
+        proc = await asyncio.create_subprocess_exec(*cmd, env=ENV, stderr=asyncio.subprocess.DEVNULL)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    with out.open("rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as r:
+        captured = [json.loads(line) for line in r.read().splitlines()]
+    assert captured == events
+
+    db = db_factory()
+
+    def replay() -> None:
+        subprocess.run(
+            [sys.executable, "-m", "indexer.cli", "--database-url", db, "replay", str(out), "--no-progress"],
+            env=ENV,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    await asyncio.to_thread(replay)
+    replayed = await asyncio.to_thread(status, db)
+    assert replayed["counts"]["tracks"] > 0
