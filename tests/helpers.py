@@ -42,3 +42,8 @@ async def one(db_url: str, query: str, *params: Any) -> Any:
 
 async def state(db_url: str) -> dict[str, Any]:
     return await status(db_url)
+
+
+async def rows_exec(db_url: str, statement: str) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute(statement)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from indexer.synth import (
     track_record,
     uri,
 )
-from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest, one, rows, state
+from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest, one, rows, rows_exec, state
 
 ALICE = make_did(1)
 BOB = make_did(2)
@@ -333,3 +333,24 @@ async def test_list_items_keep_record_order(db_url: str, validator: Validator) -
     got = await rows(db_url, "SELECT subject_uri FROM list_items ORDER BY position")
     assert [u for (u,) in got] == [u for u, _ in items]
     assert await one(db_url, "SELECT item_count FROM lists") == 3
+
+
+async def test_an_item_postgres_refuses_is_isolated_and_kept(db_url: str, validator: Validator) -> None:
+    # A constraint stands in for any data-dependent refusal the Python-side checks did not foresee.
+    await rows_exec(db_url, "ALTER TABLE events ADD CONSTRAINT test_poison CHECK (rkey IS DISTINCT FROM 'poison')")
+    good = [commit(ALICE, TRACK, tid(i), tid(i), track_record(f"t{i}")) for i in range(1, 21)]
+    poison = commit(BOB, TRACK, "poison", tid(30), track_record("p"))
+    stats = await ingest(db_url, validator, [*good[:10], poison, *good[10:]])
+    assert stats.appended == 20
+    assert await one(db_url, "SELECT count(*) FROM tracks") == 20
+    reason, did = await one(db_url, "SELECT reason, did FROM rejections WHERE reason = 'unstorable'")
+    assert (reason, did) == ("unstorable", BOB)
+
+
+async def test_a_bug_is_not_turned_into_rejections(db_url: str, validator: Validator) -> None:
+    await rows_exec(db_url, "ALTER TABLE tracks RENAME COLUMN title TO title_gone")
+    with pytest.raises(Exception, match="title"):
+        await ingest(db_url, validator, [commit(ALICE, TRACK, T1, tid(2), TRACK_REC)])
+    await rows_exec(db_url, "ALTER TABLE tracks RENAME COLUMN title_gone TO title")
+    assert await one(db_url, "SELECT count(*) FROM rejections") == 0
+    assert await one(db_url, "SELECT count(*) FROM events") == 0

@@ -240,8 +240,10 @@ class BatchWriter:
                 await self.close()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self._max_backoff)
-            except psycopg.Error as exc:
-                await self._reset_after_error()
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # Data-dependent refusals: find the one bad item. Anything else (a bug, a schema mismatch) is
+                # raised: the cursor has not moved, so a fixed process replays the batch.
+                await self.close()  # the transaction was rolled back; start from a known-good connection
                 return await self._split(items, exc)
         stats = prepared.stats
         for kind, count in appended.items():
@@ -258,11 +260,6 @@ class BatchWriter:
             if event_time is not None:
                 self._metrics.lag_seconds.labels(source).set(max(0.0, now - event_time.timestamp()))
         return stats
-
-    async def _reset_after_error(self) -> None:
-        # The failed transaction was rolled back; the temp tables are emptied at the next commit anyway, but a
-        # fresh connection is the simplest known-good state.
-        await self.close()
 
     async def _split(self, items: Sequence[Item], exc: psycopg.Error) -> WriteStats:
         if len(items) > 1:
