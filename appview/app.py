@@ -3,22 +3,50 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, MediaType, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
+from appview.audio import AudioLocator, audio
+from appview.context import AppContext
 from appview.errors import xrpc_error_handler
+from appview.identity import DidDocumentResolver, IdentityResolver
+from appview.settings import AppviewSettings
+from appview.well_known import did_document
+from appview.xrpc import HANDLERS
 from indexer.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 async def _provide_pool(state: State) -> AsyncConnectionPool:
     pool: AsyncConnectionPool = state.pool
     return pool
+
+
+async def _provide_ctx(state: State) -> AppContext:
+    ctx: AppContext = state.ctx
+    return ctx
+
+
+async def _has_trigram(pool: AsyncConnectionPool) -> bool:
+    """Whether pg_trgm is installed; without it search falls back to plain matching. A database that is not
+    reachable yet counts as "no" rather than failing startup."""
+    try:
+        async with pool.connection(timeout=5.0) as conn:
+            cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+            return await cur.fetchone() is not None
+    except Exception as exc:
+        log.warning("could not check for pg_trgm; search runs without it", extra={"error": repr(exc)})
+        return False
 
 
 async def _provide_metrics(state: State) -> Metrics:
@@ -57,9 +85,14 @@ def create_app(
     metrics: Metrics | None = None,
     replica_url: str | None = None,
     pool_size: int = 10,
+    settings: AppviewSettings | None = None,
+    resolver: IdentityResolver | None = None,
 ) -> Litestar:
-    """The API is stateless: any number of replicas can serve from one primary, reads from `replica_url`."""
+    """The API is stateless: any number of replicas can serve from one primary, reads from `replica_url`.
+    `resolver` (DID documents: signing keys, PDS endpoints) defaults to the PLC directory and did:web."""
     metrics = metrics or Metrics()
+    settings = settings or AppviewSettings.from_env()
+    identities = resolver or DidDocumentResolver(settings.plc_url)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -71,16 +104,37 @@ def create_app(
             kwargs={"autocommit": True},
         )
         await pool.open(wait=False)
+        locator = AudioLocator(
+            identities,
+            settings.trusted_audio_origins,
+            timeout=settings.audio_check_timeout,
+            ttl=settings.audio_check_ttl,
+        )
         app.state.pool = pool
+        app.state.ctx = AppContext(
+            settings=settings,
+            pool=pool,
+            resolver=identities,
+            audio=locator,
+            trigram=await _has_trigram(pool),
+        )
         try:
             yield
         finally:
+            await locator.close()
             await pool.close()
 
     return Litestar(
-        route_handlers=[metrics_endpoint, health],
+        route_handlers=[metrics_endpoint, health, did_document, audio, *HANDLERS],
         lifespan=[lifespan],
         state=State({"metrics": metrics}),
-        dependencies={"pool": Provide(_provide_pool), "metrics": Provide(_provide_metrics)},
+        dependencies={
+            "pool": Provide(_provide_pool),
+            "metrics": Provide(_provide_metrics),
+            "ctx": Provide(_provide_ctx),
+        },
         exception_handlers={Exception: xrpc_error_handler},
+        # Reads are public data: any web origin may call them.
+        cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS"], max_age=86400),
+        openapi_config=OpenAPIConfig(title="plyr AppView", version="0.1.0", path="/schema"),
     )

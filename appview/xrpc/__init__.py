@@ -1,0 +1,38 @@
+"""One module per XRPC method. Each read is a pipeline: skeleton (ids and sort keys from one SQL query),
+hydrate (batched lookups), rules (hide what readers must not see), present (views)."""
+
+from __future__ import annotations
+
+from litestar.types import ControllerRouterHandler
+
+from appview.xrpc import (
+    get_actor_likes,
+    get_actor_lists,
+    get_actor_profile,
+    get_actor_tracks,
+    get_comments,
+    get_latest_tracks,
+    get_likes,
+    get_list,
+    get_stats,
+    get_top_tracks,
+    get_track,
+    get_tracks,
+    search_tracks,
+)
+
+HANDLERS: list[ControllerRouterHandler] = [
+    get_track.handler,
+    get_tracks.handler,
+    get_latest_tracks.handler,
+    get_actor_tracks.handler,
+    get_actor_profile.handler,
+    get_likes.handler,
+    get_actor_likes.handler,
+    get_list.handler,
+    get_actor_lists.handler,
+    get_comments.handler,
+    search_tracks.handler,
+    get_top_tracks.handler,
+    get_stats.handler,
+]
