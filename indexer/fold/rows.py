@@ -120,6 +120,32 @@ def malformed_row(item: Malformed) -> RejectionRow:
 _OPS = ("create", "update", "delete")
 
 
+def _row(
+    ord_: int,
+    ev: Event,
+    kind: str,
+    dedup: bytes,
+    *,
+    operation: str | None = None,
+    collection: str | None = None,
+    rkey: str | None = None,
+    rev: str | None = None,
+    cid: str | None = None,
+    record: str | None = None,
+    invalid: str | None = None,
+    created_at: dt.datetime | None = None,
+    handle: str | None = None,
+    active: bool | None = None,
+    status: str | None = None,
+    event_time: dt.datetime | None = None,
+) -> EventRow:
+    """A `batch_in` row, in EVENT_COLUMNS order."""
+    return (
+        ord_, ev.source, ev.cursor, ev.did, kind, operation, collection, rkey, rev, cid, record, invalid,
+        created_at, handle, active, status, ev.seq, event_time, dedup,
+    )  # fmt: skip
+
+
 def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
     """The batch row for `ev`, a rejection, or None for an event that is not ours (another collection)."""
     if not is_did(ev.did):
@@ -128,52 +154,14 @@ def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected
         return _commit_row(ev, ord_, validator)
     if ev.kind == "identity":
         handle = ev.handle.lower() if ev.handle and is_handle(ev.handle) else None
-        return (
-            ord_,
-            ev.source,
-            ev.cursor,
-            ev.did,
-            "identity",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            handle,
-            None,
-            None,
-            ev.seq,
-            parse_datetime(ev.time),
-            _digest("identity", ev.did, ev.seq, ev.time, handle),
-        )
+        dedup = _digest("identity", ev.did, ev.seq, ev.time, handle)
+        return _row(ord_, ev, "identity", dedup, handle=handle, event_time=parse_datetime(ev.time))
     if ev.kind == "account":
         if ev.active is None:
             return Rejected(rejection(ev, "missing_field", "account event without `active`"))
         status = None if ev.status is None else ev.status[:64].replace("\x00", "")
-        return (
-            ord_,
-            ev.source,
-            ev.cursor,
-            ev.did,
-            "account",
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            ev.active,
-            status,
-            ev.seq,
-            parse_datetime(ev.time),
-            _digest("account", ev.did, ev.seq, ev.time, ev.active, status),
-        )
+        dedup = _digest("account", ev.did, ev.seq, ev.time, ev.active, status)
+        return _row(ord_, ev, "account", dedup, active=ev.active, status=status, event_time=parse_datetime(ev.time))
     return Rejected(rejection(ev, "unknown_kind", f"unknown event kind {ev.kind!r}"))
 
 
@@ -192,27 +180,7 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
         return Rejected(rejection(ev, "invalid_rkey", f"not a record key: {rkey!r}"))
     dedup = _digest(ev.did, collection, rkey, rev, op)
     if op == "delete":
-        return (
-            ord_,
-            ev.source,
-            ev.cursor,
-            ev.did,
-            "commit",
-            op,
-            collection,
-            rkey,
-            rev,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            ev.seq,
-            None,
-            dedup,
-        )
+        return _row(ord_, ev, "commit", dedup, operation=op, collection=collection, rkey=rkey, rev=rev)
     record = ev.record
     if record is None or not isinstance(record, dict):
         return Rejected(rejection(ev, "missing_record", f"{op} without a record"))
@@ -225,26 +193,19 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
     if b"\\u0000" in record_json:
         return Rejected(rejection(ev, "unstorable_record", "record contains a NUL character"))
     invalid = validator.validate(collection, rkey, record)
-    row: EventRow = (
+    row = _row(
         ord_,
-        ev.source,
-        ev.cursor,
-        ev.did,
+        ev,
         "commit",
-        op,
-        collection,
-        rkey,
-        rev,
-        ev.cid,
-        record_json.decode(),
-        None if invalid is None else str(invalid),
-        parse_datetime(record.get("createdAt")),
-        None,
-        None,
-        None,
-        ev.seq,
-        None,
         dedup,
+        operation=op,
+        collection=collection,
+        rkey=rkey,
+        rev=rev,
+        cid=ev.cid,
+        record=record_json.decode(),
+        invalid=None if invalid is None else str(invalid),
+        created_at=parse_datetime(record.get("createdAt")),
     )
     if invalid is not None:
         return Rejected(rejection(ev, "invalid_record", str(invalid)), event_row=row)

@@ -311,6 +311,78 @@ def _commit_fields(
     return record, cid
 
 
+def _commit_event(
+    did: str,
+    rev: str,
+    operation: str,
+    collection: str,
+    rkey: str,
+    record: dict[str, Any] | None,
+    cid: str | None,
+    *,
+    source: str,
+    cursor: int,
+    time_us: int | None,
+) -> Event:
+    record, cid = _commit_fields(did, rev, operation, collection, rkey, record, cid)
+    return Event(
+        kind="commit",
+        did=did,
+        source=source,
+        cursor=cursor,
+        time_us=time_us,
+        operation=cast(Operation, operation),
+        collection=collection,
+        rkey=rkey,
+        rev=rev,
+        cid=cid,
+        record=record,
+    )
+
+
+def _identity_event(
+    did: str, i: _Identity | None, *, missing: str, source: str, cursor: int, time_us: int | None
+) -> Event:
+    if i is None:
+        raise _Bad("missing_field", missing)
+    if i.did != did:
+        raise _Bad("did_mismatch", f"identity.did {i.did[:100]!r} differs from the event did")
+    if not _valid_int(i.seq):
+        raise _Bad("invalid_field", f"identity.seq {i.seq} is out of range")
+    return Event(
+        kind="identity",
+        did=did,
+        source=source,
+        cursor=cursor,
+        time_us=time_us,
+        seq=i.seq,
+        time=i.time,
+        handle=i.handle,
+    )
+
+
+def _account_event(
+    did: str, a: _Account | None, *, missing: str, source: str, cursor: int, time_us: int | None
+) -> Event:
+    if a is None:
+        raise _Bad("missing_field", missing)
+    if a.did != did:
+        raise _Bad("did_mismatch", f"account.did {a.did[:100]!r} differs from the event did")
+    if not _valid_int(a.seq):
+        raise _Bad("invalid_field", f"account.seq {a.seq} is out of range")
+    return Event(
+        kind="account",
+        did=did,
+        source=source,
+        cursor=cursor,
+        time_us=time_us,
+        seq=a.seq,
+        time=a.time,
+        active=a.active,
+        status=a.status,
+    )
+
+
 # ----------------------------------------------------------------------------------------------------
 # v1
 
@@ -350,58 +422,37 @@ def parse_v1(
                 raise _Bad("missing_field", "commit event without a `commit` object")
             if collection_prefix is not None and not c.collection.startswith(collection_prefix):
                 return None
-            record, cid = _commit_fields(did, c.rev, c.operation, c.collection, c.rkey, c.record, c.cid)
-            return Event(
-                kind="commit",
-                did=did,
+            return _commit_event(
+                did,
+                c.rev,
+                c.operation,
+                c.collection,
+                c.rkey,
+                c.record,
+                c.cid,
                 source=source,
                 cursor=cursor,
                 time_us=cursor,
-                operation=cast(Operation, c.operation),
-                collection=c.collection,
-                rkey=c.rkey,
-                rev=c.rev,
-                cid=cid,
-                record=record,
             )
         if not _valid_did(did):
             raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
         if kind == "identity":
-            i = ev.identity
-            if i is None:
-                raise _Bad("missing_field", "identity event without an `identity` object")
-            if i.did != did:
-                raise _Bad("did_mismatch", f"identity.did {i.did[:100]!r} differs from the event did")
-            if not _valid_int(i.seq):
-                raise _Bad("invalid_field", f"identity.seq {i.seq} is out of range")
-            return Event(
-                kind="identity",
-                did=did,
+            return _identity_event(
+                did,
+                ev.identity,
+                missing="identity event without an `identity` object",
                 source=source,
                 cursor=cursor,
                 time_us=cursor,
-                seq=i.seq,
-                time=i.time,
-                handle=i.handle,
             )
         if kind == "account":
-            a = ev.account
-            if a is None:
-                raise _Bad("missing_field", "account event without an `account` object")
-            if a.did != did:
-                raise _Bad("did_mismatch", f"account.did {a.did[:100]!r} differs from the event did")
-            if not _valid_int(a.seq):
-                raise _Bad("invalid_field", f"account.seq {a.seq} is out of range")
-            return Event(
-                kind="account",
-                did=did,
+            return _account_event(
+                did,
+                ev.account,
+                missing="account event without an `account` object",
                 source=source,
                 cursor=cursor,
                 time_us=cursor,
-                seq=a.seq,
-                time=a.time,
-                active=a.active,
-                status=a.status,
             )
         raise _Bad("unknown_kind", f"unknown event kind {kind[:50]!r}")
     except _Bad as bad:
@@ -522,57 +573,31 @@ def parse_v2(
                 raise _Bad("missing_field", f"#commit payload without {', '.join(missing)}")
             if collection_prefix is not None and not p.collection.startswith(collection_prefix):
                 return None
-            record, cid = _commit_fields(did, p.rev, p.operation, p.collection, p.rkey, p.record, p.cid)
-            return Event(
-                kind="commit",
-                did=did,
+            return _commit_event(
+                did,
+                p.rev,
+                p.operation,
+                p.collection,
+                p.rkey,
+                p.record,
+                p.cid,
                 source=source,
                 cursor=seq,
                 time_us=time_us,
-                operation=cast(Operation, p.operation),
-                collection=p.collection,
-                rkey=p.rkey,
-                rev=p.rev,
-                cid=cid,
-                record=record,
             )
         if not _valid_did(did):
             raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
         if kind == "identity":
-            i = p.identity
-            if i is None:
-                raise _Bad("missing_field", "#identity payload without `identity`")
-            if i.did != did:
-                raise _Bad("did_mismatch", f"identity.did {i.did[:100]!r} differs from the event did")
-            if not _valid_int(i.seq):
-                raise _Bad("invalid_field", f"identity.seq {i.seq} is out of range")
-            return Event(
-                kind="identity",
-                did=did,
+            return _identity_event(
+                did,
+                p.identity,
+                missing="#identity payload without `identity`",
                 source=source,
                 cursor=seq,
                 time_us=time_us,
-                seq=i.seq,
-                time=i.time,
-                handle=i.handle,
             )
-        a = p.account
-        if a is None:
-            raise _Bad("missing_field", "#account payload without `account`")
-        if a.did != did:
-            raise _Bad("did_mismatch", f"account.did {a.did[:100]!r} differs from the event did")
-        if not _valid_int(a.seq):
-            raise _Bad("invalid_field", f"account.seq {a.seq} is out of range")
-        return Event(
-            kind="account",
-            did=did,
-            source=source,
-            cursor=seq,
-            time_us=time_us,
-            seq=a.seq,
-            time=a.time,
-            active=a.active,
-            status=a.status,
+        return _account_event(
+            did, p.account, missing="#account payload without `account`", source=source, cursor=seq, time_us=time_us
         )
     except _Bad as bad:
         return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=seq, source=source)
