@@ -122,7 +122,7 @@ def _load_sql(tracks: int, likes: int) -> list[str]:
     ]
 
 
-_LIKE_INDEXES = ("likes_subject_idx", "likes_did_sort_idx", "likes_subject_sort_idx", "likes_did_subject_idx")
+_LIKE_INDEXES = ("likes_did_sort_idx", "likes_subject_sort_idx", "likes_did_subject_idx")
 
 
 def load(url: str, tracks: int, likes: int) -> float:

@@ -118,6 +118,7 @@ actors = Table(
     _tstz("status_time"),
     Column("status_seq", BigInteger),
     Column("status_event_id", BigInteger),
+    Index("actors_handle_idx", "handle"),
 )
 
 tracks = Table(
@@ -164,7 +165,10 @@ likes = Table(
     _tstz("created_at"),
     _tstz("indexed_at", nullable=False),
     _tstz("sort_at", nullable=False),
-    Index("likes_subject_idx", "subject_uri"),
+    # Read paths of appview/xrpc (migration 0002); the first also serves the fold's count lookups by subject.
+    Index("likes_subject_sort_idx", "subject_uri", "sort_at", "cid"),
+    Index("likes_did_sort_idx", "did", "sort_at", "cid"),
+    Index("likes_did_subject_idx", "did", "subject_uri"),
 )
 
 comments = Table(
@@ -201,6 +205,7 @@ lists = Table(
     _tstz("created_at"),
     _tstz("indexed_at", nullable=False),
     _tstz("sort_at", nullable=False),
+    Index("lists_did_sort_idx", "did", "sort_at", "cid"),
 )
 
 list_items = Table(

@@ -110,7 +110,6 @@ def upgrade() -> None:
         sa.Column("sort_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("did", "rkey"),
     )
-    op.create_index("likes_subject_idx", "likes", ["subject_uri"], unique=False)
     op.create_table(
         "list_items",
         sa.Column("did", sa.Text(), nullable=False),
@@ -223,7 +222,6 @@ def downgrade() -> None:
     op.drop_table("lists")
     op.drop_index("list_items_subject_idx", table_name="list_items")
     op.drop_table("list_items")
-    op.drop_index("likes_subject_idx", table_name="likes")
     op.drop_table("likes")
     op.drop_table("events")
     op.drop_table("cursors")
