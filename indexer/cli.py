@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,29 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations")
 
-    idx = sub.add_parser("index", help="follow Jetstream and index fm.plyr.* events")
-    idx.add_argument("--source", action="append", help="Jetstream URL (repeatable; default: $JETSTREAM_URL)")
+    idx = sub.add_parser("index", help="follow Jetstream (or a raw firehose) and index fm.plyr.* events")
+    idx.add_argument(
+        "--source",
+        action="append",
+        help="Jetstream URL (repeatable; default: $JETSTREAM_URL), or one firehose:wss://relay (or PDS) URL",
+    )
+
+    bf = sub.add_parser("backfill", help="fetch whole repos (getRepo) and fold their fm.plyr.* records")
+    found = bf.add_mutually_exclusive_group(required=True)
+    found.add_argument("--relay", help="relay URL: repos from listReposByCollection")
+    found.add_argument("--pds", help="PDS URL: every repo it hosts (listRepos)")
+    found.add_argument("--did", action="append", help="a repo's DID (repeatable)")
+    bf.add_argument("--concurrency", type=int, default=8, help="repos fetched at once (default 8)")
+    bf.add_argument("--per-host", type=int, default=2, help="repos fetched at once from one PDS (default 2)")
+    bf.add_argument("--no-progress", action="store_true")
+
+    rs = sub.add_parser("resync", help="fetch the repos marked for resync (rev gaps, #sync, OutdatedCursor, ...)")
+    rs.add_argument("--concurrency", type=int, default=8)
+    rs.add_argument("--per-host", type=int, default=2)
+    rs.add_argument("--no-progress", action="store_true")
+
+    rc = sub.add_parser("reconcile", help="compare known repos with their PDS and resync those behind")
+    rc.add_argument("--did", action="append", help="only this repo (repeatable)")
 
     serve = sub.add_parser("serve", help="run the XRPC API alone")
     serve.add_argument("--host")
@@ -116,13 +137,125 @@ def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None =
     )
 
 
+@contextlib.asynccontextmanager
+async def _sync_stack(
+    settings: Settings, url: str, metrics: Any, *, concurrency: int = 8, per_host: int = 2
+) -> AsyncIterator[tuple[Any, Any, Any, Any]]:
+    """(backfiller, reconciler, DID documents, HTTP client), with a batch writer of their own."""
+    import httpx
+
+    from indexer.backfill import Backfiller, SyncMetrics
+    from indexer.did_docs import DidDocuments
+    from indexer.reconcile import Reconciler
+
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True) as client,
+        DidDocuments(settings.plc_url, client=client) as docs,
+        _writer(settings, url, metrics) as writer,
+    ):
+        sync_metrics = SyncMetrics(metrics.registry)
+        backfiller = Backfiller(
+            url,
+            writer,
+            docs,
+            client=client,
+            verify=settings.verify_signatures,
+            concurrency=concurrency,
+            per_host=per_host,
+            metrics=sync_metrics,
+        )
+        reconciler = Reconciler(url, backfiller, docs, client=client, metrics=sync_metrics)
+        yield backfiller, reconciler, docs, client
+
+
 async def _index(settings: Settings, url: str, metrics: Any, sources: list[str]) -> None:
+    from indexer.firehose.source import is_firehose_url
     from indexer.ingest import follow_jetstream
 
+    firehose = [s for s in sources if is_firehose_url(s)]
+    if firehose and len(sources) > 1:
+        raise SystemExit("a firehose source cannot be combined with other sources")
     async with _writer(settings, url, metrics) as writer, asyncio.TaskGroup() as tg:
-        tg.create_task(follow_jetstream(settings, url, writer, metrics, sources))
+        # The stream first: nothing else should delay the connection.
+        if firehose:
+            tg.create_task(_follow_firehose(settings, url, writer, metrics, firehose[0]))
+        else:
+            tg.create_task(follow_jetstream(settings, url, writer, metrics, sources))
         if settings.resolve_identities:
             tg.create_task(_introduce_actors(settings, url, metrics))
+        if settings.reconcile_minutes > 0:
+            # Repairs what the stream dropped or marked (rev gaps, #sync, a blind host) within one period.
+            tg.create_task(_reconcile_forever(settings, url, metrics))
+
+
+async def _follow_firehose(settings: Settings, url: str, writer: Any, metrics: Any, source: str) -> None:
+    from indexer.did_docs import DidDocuments
+    from indexer.ingest import follow_firehose
+
+    if not settings.verify_signatures:
+        await follow_firehose(settings, url, writer, metrics, source, None)
+        return
+    async with DidDocuments(settings.plc_url) as docs:
+        await follow_firehose(settings, url, writer, metrics, source, docs)
+
+
+async def _reconcile_forever(settings: Settings, url: str, metrics: Any) -> None:
+    async with _sync_stack(settings, url, metrics) as (_backfiller, reconciler, _docs, _client):
+        await reconciler.run_forever(settings.reconcile_minutes * 60)
+
+
+async def _backfill(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg
+    from tqdm import tqdm
+
+    from indexer import repo_sync
+    from indexer.backfill import repos_by_collection, repos_of_pds
+    from indexer.metrics import Metrics
+
+    stack = _sync_stack(settings, url, Metrics(), concurrency=args.concurrency, per_host=args.per_host)
+    async with stack as (backfiller, _reconciler, _docs, client):
+        dids: list[str] = []
+        if args.command == "backfill":
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                if args.did:
+                    dids = list(dict.fromkeys(args.did))
+                    for did in dids:
+                        await repo_sync.mark(conn, did, "backfill")
+                else:
+                    listing = repos_by_collection(client, args.relay) if args.relay else repos_of_pds(client, args.pds)
+                    chunk: list[str] = []
+                    async for did in listing:
+                        dids.append(did)
+                        chunk.append(did)
+                        if len(chunk) >= 1000:
+                            await repo_sync.discover(conn, chunk)
+                            chunk = []
+                    await repo_sync.discover(conn, chunk)
+            log.info("repos found", extra={"repos": len(dids)})
+        bar = tqdm(unit="repo", disable=args.no_progress, file=sys.stderr, desc=args.command, dynamic_ncols=True)
+
+        def on_start(total: int) -> None:
+            bar.total = total
+            bar.refresh()
+
+        def on_repo(stats: Any) -> None:
+            bar.set_postfix(records=stats.records, deletes=stats.deletes, failed=stats.failed, refresh=False)
+            bar.update(1)
+
+        stats = await backfiller.run_pending(on_start=on_start, on_repo=on_repo)
+        bar.close()
+    result: dict[str, Any] = {"listed": len(dids), **stats.as_dict()}
+    log.info(f"{args.command} done", extra=result)
+    return result
+
+
+async def _reconcile(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from indexer.metrics import Metrics
+
+    async with _sync_stack(settings, url, Metrics()) as (_backfiller, reconciler, _docs, _client):
+        pending = await reconciler.resync_pending()
+        stats = await reconciler.run_once(args.did)
+    return {"marked_resynced": pending.as_dict(), **stats.as_dict()}
 
 
 async def _introduce_actors(settings: Settings, url: str, metrics: Any) -> None:
@@ -236,6 +369,16 @@ def main(argv: list[str] | None = None) -> int:
 
             sources = args.source or list(settings.jetstream_urls)
             _run(lambda: _index(settings, url, Metrics(), sources))
+        elif cmd in ("backfill", "resync"):
+            result = _run(lambda: _backfill(settings, url, args))
+            if result is None:
+                return 130
+            print(json.dumps(result))
+        elif cmd == "reconcile":
+            result = _run(lambda: _reconcile(settings, url, args))
+            if result is None:
+                return 130
+            print(json.dumps(result))
         elif cmd == "serve":
             from indexer.metrics import Metrics
 

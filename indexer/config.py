@@ -31,6 +31,10 @@ class Settings(msgspec.Struct, kw_only=True):
     # On a switch between Jetstream hosts the time_us cursor is rewound by this much: cursors are local to one
     # instance, duplicates are harmless, a gap is forever.
     failover_rewind_seconds: float = 600.0
+    # Commit signatures of the raw firehose and of backfilled repos, checked against the DID document.
+    verify_signatures: bool = True
+    # Period of the reconciliation job inside `index` / `up` (0: off).
+    reconcile_minutes: float = 5.0
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -49,6 +53,8 @@ class Settings(msgspec.Struct, kw_only=True):
             batch_size=int(e.get("PLYR_APPVIEW_BATCH_SIZE") or 5000),
             batch_seconds=float(e.get("PLYR_APPVIEW_BATCH_SECONDS") or 0.5),
             failover_rewind_seconds=float(e.get("PLYR_APPVIEW_FAILOVER_REWIND_SECONDS") or 600),
+            verify_signatures=_flag(e.get("PLYR_APPVIEW_VERIFY_SIGNATURES"), True),
+            reconcile_minutes=float(e.get("PLYR_APPVIEW_RECONCILE_MINUTES") or 5),
             log_level=e.get("PLYR_APPVIEW_LOG_LEVEL") or "INFO",
             host=e.get("PLYR_APPVIEW_HOST") or "127.0.0.1",
             port=int(e.get("PLYR_APPVIEW_PORT") or 8080),

@@ -1,4 +1,4 @@
-"""`plyr-appview index`: follow Jetstream into the batch writer."""
+"""`plyr-appview index`: follow Jetstream, or a raw firehose (`firehose:` URLs), into the batch writer."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import logging
 import psycopg
 
 from indexer.config import Settings
+from indexer.did_docs import DidDocuments
+from indexer.firehose.source import FirehoseSource
+from indexer.firehose.source import source_name as firehose_source_name
 from indexer.fold.writer import BatchWriter
 from indexer.jetstream.source import JetstreamSource, parse_endpoint
 from indexer.metrics import Metrics
+from indexer.repo_sync import RepoMarker
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +62,24 @@ async def follow_jetstream(
         rewind_on_switch_us=int(settings.failover_rewind_seconds * 1_000_000),
     )
     await writer.run(source.events())
+
+
+async def follow_firehose(
+    settings: Settings,
+    conninfo: str,
+    writer: BatchWriter,
+    metrics: Metrics,
+    url: str,
+    docs: DidDocuments | None,
+) -> None:
+    """Follow one relay or PDS firehose from the committed seq; `docs` None turns signature checks off."""
+    name = firehose_source_name(url)
+    found = await committed_cursors(conninfo, name)
+    start = found[name][0] if name in found else None
+    log.info("following firehose", extra={"url": url, "start_cursor": start, "verify": docs is not None})
+    marker = RepoMarker(conninfo)
+    try:
+        source = FirehoseSource(url, start_cursor=start, docs=docs, marker=marker, metrics=metrics)
+        await writer.run(source.events())
+    finally:
+        await marker.aclose()

@@ -90,9 +90,7 @@ async def done(conn: AsyncConn, did: str, started_at: dt.datetime, rev: str | No
 
 
 async def failed(conn: AsyncConn, did: str, error: str) -> None:
-    await conn.execute(
-        "UPDATE repo_sync SET last_error = %(e)s WHERE did = %(did)s", {"did": did, "e": error[:2000]}
-    )
+    await conn.execute("UPDATE repo_sync SET last_error = %(e)s WHERE did = %(did)s", {"did": did, "e": error[:2000]})
 
 
 async def confirm_rev(conn: AsyncConn, did: str, rev: str) -> None:

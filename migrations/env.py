@@ -6,6 +6,7 @@ import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import indexer.db.sync_schema  # noqa: F401  (registers its tables on `metadata`)
 from indexer.db.schema import metadata
 
 config = context.config
