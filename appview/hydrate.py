@@ -26,17 +26,48 @@ def iso(column: str) -> str:
     return f"to_char({column} AT TIME ZONE 'UTC', {_ISO})"
 
 
-_TRACKS = f"""
-SELECT t.uri, t.cid, t.did, t.rkey, t.author_active, t.title, t.artist, t.album, t.duration, t.file_type,
-       t.audio_url, t.audio_blob_cid, t.audio_blob_mime, t.image_url, t.description, t.like_count,
-       t.comment_count, {iso("coalesce(t.created_at, t.indexed_at)")}, {iso("t.indexed_at")}, e.record::text,
-       (e.record->'features')::text, (e.record->'labels')::text, a.handle, p.avatar
-FROM tracks t
+TRACK_COLUMNS = f"""
+t.uri, t.cid, t.did, t.rkey, t.author_active, t.title, t.artist, t.album, t.duration, t.file_type,
+t.audio_url, t.audio_blob_cid, t.audio_blob_mime, t.image_url, t.description, t.like_count,
+t.comment_count, {iso("coalesce(t.created_at, t.indexed_at)")}, {iso("t.indexed_at")}, e.record::text,
+(e.record->'features')::text, (e.record->'labels')::text, a.handle, p.avatar
+"""
+_TRACK_WIDTH = 24
+TRACK_JOINS = """
 JOIN events e ON e.id = t.event_id
 LEFT JOIN actors a ON a.did = t.did
 LEFT JOIN profiles p ON p.did = t.did
-WHERE t.uri = ANY(%s)
 """
+
+_TRACKS = f"SELECT {TRACK_COLUMNS} FROM tracks t {TRACK_JOINS} WHERE t.uri = ANY(%s)"
+
+# The viewer's newest like of the track (likes_did_subject_idx), as a column of the page itself.
+_VIEWER_LIKE = """
+(SELECT l.uri FROM likes l WHERE l.did = %(viewer)s AND l.subject_uri = t.uri ORDER BY l.sort_at DESC LIMIT 1)
+"""
+# Column positions in a `page` row after the track's own columns.
+PAGE_LIKE = _TRACK_WIDTH
+PAGE_SORT_AT = _TRACK_WIDTH + 1
+PAGE_CID = _TRACK_WIDTH + 2
+PAGE_RANK = _TRACK_WIDTH + 3
+
+
+def page(skeleton: str, *, viewer: bool, ranked: bool = False) -> str:
+    """One statement for a whole page: the skeleton (a limited, ordered SELECT of `uri, sort_at, cid` and, if
+    `ranked`, `rank`) joined to everything a view needs. A feed page costs one round trip instead of one per
+    kind of thing; the skeleton keeps its own index plan because it is planned as a subquery with its LIMIT.
+    Rows come in page order and carry the viewer's like, sortAt, cid (and rank) after the track columns."""
+    like = _VIEWER_LIKE if viewer else "NULL::text"
+    rank = ", s.rank" if ranked else ""
+    order = "s.rank, s.sort_at DESC, s.cid DESC" if ranked else "s.sort_at DESC, s.cid DESC"
+    return f"""
+SELECT {TRACK_COLUMNS}, {like}, s.sort_at, s.cid{rank}
+FROM ({skeleton}) s
+JOIN tracks t ON t.uri = s.uri
+{TRACK_JOINS}
+ORDER BY {order}
+"""
+
 
 _ACTORS = """
 SELECT a.did, a.handle, a.active, p.avatar FROM actors a LEFT JOIN profiles p ON p.did = a.did
@@ -152,7 +183,7 @@ def track_view(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], like
         labels,
         handle,
         avatar,
-    ) = row.row
+    ) = row.row[:_TRACK_WIDTH]
     # The URL a player uses is always ours: /audio picks the playable source at play time.
     source: Literal["url", "blob"] = "url"
     if blob_cid and not (audio_url and is_trusted(audio_url, trusted)):
@@ -192,4 +223,14 @@ async def present_tracks(
     found = await tracks(conn, uris)
     shown = [found[u] for u in uris if visible_track(found.get(u))]
     likes = await viewer_likes(conn, viewer, (r.uri for r in shown))
+    return [track_view(r, audio_base=audio_base, trusted=trusted, likes=likes) for r in shown]
+
+
+def page_views(
+    rows: Sequence[tuple[Any, ...]], *, viewer: str | None, audio_base: str, trusted: tuple[str, ...]
+) -> list[TrackView]:
+    """Present the rows of a `page` statement in their order, applying the rules."""
+    shown = [TrackRow(r) for r in rows]
+    shown = [r for r in shown if visible_track(r)]
+    likes = None if viewer is None else {str(r.row[0]): str(r.row[PAGE_LIKE]) for r in shown if r.row[PAGE_LIKE]}
     return [track_view(r, audio_base=audio_base, trusted=trusted, likes=likes) for r in shown]

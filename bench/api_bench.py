@@ -227,7 +227,7 @@ async def _sql_client(
 def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: bool) -> Callable[..., Any]:
     from appview import hydrate
     from appview.xrpc import get_actor_tracks, get_latest_tracks, search_tracks
-    from appview.xrpc.common import after
+    from appview.xrpc.common import actor_lookup, after
 
     async def hydrate_tracks(conn: psycopg.AsyncConnection[Any], uris: list[str]) -> None:
         if uris:
@@ -239,24 +239,30 @@ def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: boo
 
             pos = None if rng.random() < 0.5 else Position(*rng.choice(s["positions"]))
             clause, params = after(pos)
-            cur = await conn.execute(get_latest_tracks.SKELETON.format(after=clause), {**params, "limit": 50})
-            await hydrate_tracks(conn, [r[0] for r in await cur.fetchall()])
+            sql = hydrate.page(get_latest_tracks.SKELETON.format(after=clause), viewer=False)
+            await (await conn.execute(sql, {**params, "limit": 50, "viewer": None})).fetchall()
         elif method == "getActorTracks":
             did = rng.choice(s["dids"])
-            await (await conn.execute("SELECT did FROM actors WHERE did = %s", (did,))).fetchall()
-            cur = await conn.execute(get_actor_tracks.SKELETON.format(after=""), {"did": did, "limit": 50})
-            await hydrate_tracks(conn, [r[0] for r in await cur.fetchall()])
+            lookup, lookup_params = actor_lookup(did)
+            sql = hydrate.page(get_actor_tracks.SKELETON.format(after=""), viewer=False)
+            async with conn.pipeline():
+                looked = await conn.execute(lookup, lookup_params)
+                cur = await conn.execute(sql, {"did": did, "limit": 50, "viewer": None})
+                await looked.fetchone()
+                await cur.fetchall()
         elif method == "getTrack":
             await hydrate_tracks(conn, [rng.choice(s["uris"])])
         else:
             q = rng.choice(WORDS)
-            params = {"q": q, "prefix": q + "%", "infix": f"%{q}%", "word": r"\m" + q, "limit": 50}
-            cur = await conn.execute(search_tracks.statement(False), params)
-            found = [r[0] for r in await cur.fetchall()]
-            if trigram and len(found) < 50:
-                cur = await conn.execute(search_tracks.fuzzy_statement(False), {**params, "limit": 50 - len(found)})
-                found += [r[0] for r in await cur.fetchall()]
-            await hydrate_tracks(conn, found)
+            params = {"q": q, "prefix": q + "%", "infix": f"%{q}%", "word": r"\m" + q, "viewer": None}
+            found = 0
+            for group in search_tracks.GROUPS:
+                if group.first == search_tracks.FUZZY_RANK and not trigram:
+                    continue
+                sql = hydrate.page(group.statement(False), viewer=False, ranked=True)
+                found += len(await (await conn.execute(sql, {**params, "limit": 50 - found})).fetchall())
+                if found >= 50:
+                    break
 
     return run
 

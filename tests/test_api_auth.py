@@ -147,3 +147,32 @@ def test_settings_from_env() -> None:
     assert s.trusted_audio_origins == ("https://cdn.example.com", "https://b.example")
     assert AppviewSettings.from_env({"PLYR_APPVIEW_DID": "did:plc:abc"}).did == "did:plc:abc"
     assert AppviewSettings.from_env({}).did == "did:web:localhost"
+
+
+@pytest.mark.parametrize(
+    ("nsid", "params"),
+    [
+        ("fm.plyr.getLatestTracks", {}),
+        ("fm.plyr.getActorTracks", {"actor": ALICE}),
+        ("fm.plyr.searchTracks", {"q": "signal"}),
+    ],
+)
+async def test_pages_carry_the_viewer_like(db_url: str, validator: Validator, nsid: str, params: Any) -> None:
+    await seed(db_url, validator)
+    key = Keypair()
+    other = make_did(3)
+    resolver = StubResolver()
+    resolver.keys[VIEWER] = key.did_key
+    resolver.keys[other] = key.did_key
+    async with AsyncTestClient(app=app(db_url, resolver)) as client:
+        liked, not_liked, anonymous = [
+            await client.get(f"/xrpc/{nsid}", params=params, headers=headers)
+            for headers in (
+                {"Authorization": f"Bearer {service_jwt(key, iss=VIEWER, lxm=nsid)}"},
+                {"Authorization": f"Bearer {service_jwt(key, iss=other, lxm=nsid)}"},
+                {},
+            )
+        ]
+    assert [t["viewer"] for t in liked.json()["tracks"]] == [{"like": LIKE_URI}]
+    assert [t["viewer"] for t in not_liked.json()["tracks"]] == [{}]
+    assert ["viewer" in t for t in anonymous.json()["tracks"]] == [False]

@@ -94,3 +94,72 @@ async def test_search_hides_inactive_and_rejects_bad_input(db_url: str, validato
     assert uri(ALICE, TRACK, tid(1)) not in str(hidden)
     for resp in (empty, missing, bad_cursor):
         assert resp.status_code == 400, resp.text
+
+
+# Two or three tracks in every rank, newest first within each rank; the oldest of a rank is newer than the
+# newest of the rank below, and the other way round, so a walk that sorted on time alone would interleave them.
+RANKED = [
+    (10, "Glow", "Someone"),  # exact (title)
+    (1, "Someone Else", "Glow"),  # exact (artist), older
+    (2, "Glowing", "Someone"),  # prefix
+    (11, "Someone", "Glowworm"),  # prefix (artist), newer
+    (12, "Night Glow", "Someone"),  # word prefix
+    (3, "The Glowing Hour", "Someone"),  # word prefix, older
+    (4, "Afterglow", "Someone"),  # substring
+    (13, "Someone", "Afterglowing"),  # substring (artist), newer
+    (14, "Unrelated", "Someone"),
+]
+RANKED_ORDER = [
+    "Glow",
+    "Someone Else",
+    "Someone",  # Glowworm
+    "Glowing",
+    "Night Glow",
+    "The Glowing Hour",
+    "Someone",  # Afterglowing
+    "Afterglow",
+]
+
+
+async def walk(client: AsyncTestClient[Any], q: str, limit: int) -> tuple[list[str], list[str]]:
+    seen: list[str] = []
+    cursors: list[str] = []
+    cursor = None
+    while True:
+        page = await search(client, q, limit=limit, **({"cursor": cursor} if cursor else {}))
+        assert len(page["tracks"]) <= limit
+        seen += titles(page)
+        cursor = page.get("cursor")
+        if not cursor:
+            return seen, cursors
+        cursors.append(cursor)
+
+
+async def test_every_page_size_walks_ranks_in_order(db_url: str, validator: Validator) -> None:
+    await ingest(db_url, validator, [track(n, title, artist) for n, title, artist in RANKED])
+    async with AsyncTestClient(app=app(db_url)) as client:
+        whole = titles(await search(client, "glow", limit=100))
+        walks = {limit: await walk(client, "glow", limit) for limit in (1, 2, 3, 5, 8)}
+    # Nothing else in the catalog is similar enough to "glow" to be a fuzzy match.
+    assert whole == RANKED_ORDER
+    for limit, (seen, cursors) in walks.items():
+        assert seen == RANKED_ORDER, limit
+        assert len(set(cursors)) == len(cursors)
+
+
+async def test_cursor_names_its_rank_and_later_ranks_start_from_their_newest(db_url: str, validator: Validator) -> None:
+    await ingest(db_url, validator, [track(n, title, artist) for n, title, artist in RANKED])
+    async with AsyncTestClient(app=app(db_url)) as client:
+        _, cursors = await walk(client, "glow", 1)
+        # A page that ends on the last prefix match: the next one starts at the newest word-prefix match.
+        boundary = await search(client, "glow", limit=1, cursor=cursors[3])
+        rest = await search(client, "glow", limit=100, cursor=cursors[3])
+        # A position in rank 2 newer than anything: the whole of ranks 2 and 3, none of ranks 0 and 1.
+        from_rank_2 = await search(client, "glow", limit=100, cursor=f"2__{10**17}__bafyzzzzzzzz")
+        past_everything = await search(client, "glow", cursor="3__0__bafyaaaaaaaa")
+    assert [c.split("__")[0] for c in cursors] == ["0", "0", "1", "1", "2", "2", "3", "3"]
+    assert titles(boundary) == ["Night Glow"]
+    assert titles(rest) == RANKED_ORDER[4:]
+    assert "cursor" not in rest or rest["cursor"] is None
+    assert titles(from_rank_2) == RANKED_ORDER[4:]
+    assert titles(past_everything) == []

@@ -67,15 +67,17 @@ WHERE a.handle = %s
 """
 
 
-async def resolve_actor(conn: Conn, actor: str) -> ActorRow:
-    """The actor named by DID or handle, if active; errors say why not (unknown, deactivated, taken down)."""
+def actor_lookup(actor: str) -> tuple[str, tuple[str]]:
+    """The statement and parameters that find the actor named by DID or handle (see `checked_actor`)."""
     if is_did(actor):
-        cur = await conn.execute(_ACTOR_BY_DID, (actor,))
-    elif is_handle(actor):
-        cur = await conn.execute(_ACTOR_BY_HANDLE, (actor.lower(),))
-    else:
-        raise XrpcError("InvalidRequest", f"actor must be a DID or a handle, got {actor[:200]!r}")
-    found = await cur.fetchone()
+        return _ACTOR_BY_DID, (actor,)
+    if is_handle(actor):
+        return _ACTOR_BY_HANDLE, (actor.lower(),)
+    raise XrpcError("InvalidRequest", f"actor must be a DID or a handle, got {actor[:200]!r}")
+
+
+def checked_actor(found: tuple[Any, ...] | None, actor: str) -> ActorRow:
+    """The looked-up actor, if active; errors say why not (unknown, deactivated, taken down)."""
     if found is None:
         raise XrpcError("NotFound", f"actor not found: {actor[:200]}", status=404)
     did, handle, active, status, avatar = found
@@ -83,6 +85,13 @@ async def resolve_actor(conn: Conn, actor: str) -> ActorRow:
         error = "AccountTakedown" if status == "takendown" else "AccountDeactivated"
         raise XrpcError(error, f"account is {status}")
     return ActorRow(did, handle, True, avatar)
+
+
+async def resolve_actor(conn: Conn, actor: str) -> ActorRow:
+    """The actor named by DID or handle, if active; errors say why not (unknown, deactivated, taken down)."""
+    sql, params = actor_lookup(actor)
+    cur = await conn.execute(sql, params)
+    return checked_actor(await cur.fetchone(), actor)
 
 
 def ok(output: type[msgspec.Struct]) -> dict[int, ResponseSpec]:

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 
 from appview import cursor as keyset
 from appview.context import AppContext
-from appview.hydrate import present_tracks
+from appview.hydrate import PAGE_CID, PAGE_SORT_AT, page, page_views
 from appview.views import TrackPageOutput
 from appview.xrpc.common import DEFAULT_LIMIT, Cursor, Limit, after, ok, respond, viewer_of
 
@@ -33,12 +33,12 @@ async def handler(
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
     clause, params = after(keyset.unpack(cursor))
+    sql = page(SKELETON.format(after=clause), viewer=viewer is not None)
     async with ctx.pool.connection() as conn:
-        cur = await conn.execute(SKELETON.format(after=clause), {**params, "limit": limit})
-        skeleton = await cur.fetchall()
-        views = await present_tracks(
-            conn, [r[0] for r in skeleton], viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted
-        )
-    next_cursor = keyset.pack(skeleton[-1][1], skeleton[-1][2]) if len(skeleton) == limit else None
+        cur = await conn.execute(sql, {**params, "limit": limit, "viewer": viewer})
+        found = await cur.fetchall()
+    views = page_views(found, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted)
+    last = found[-1] if len(found) == limit else None
+    next_cursor = keyset.pack(last[PAGE_SORT_AT], last[PAGE_CID]) if last else None
     body = TrackPageOutput(tracks=views, cursor=next_cursor)
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

@@ -1,9 +1,10 @@
 """fm.plyr.searchTracks: tracks whose title or artist match `q`, best match first.
 
 Ranks: 0 exact, 1 prefix, 2 word prefix, 3 substring, 4 fuzzy (only with pg_trgm); within a rank, newest
-first. The cursor is a keyset over (rank, sortAt, cid), so paging is as stable as the feeds'. With pg_trgm
-the substring and fuzzy conditions are served by the trigram indexes of migration 0002; without it, search
-still works with the same ranks minus fuzzy, by scanning."""
+first. The cursor is a keyset over (rank, sortAt, cid), so paging is as stable as the feeds'. Exact and
+prefix matches come from the lower(title) / lower(artist) btrees of migration 0004; word-prefix, substring
+and fuzzy ones from the trigram indexes of migration 0002 where pg_trgm exists. Without it search keeps the
+same ranks minus fuzzy, and finds word-prefix and substring matches by scanning."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from litestar.params import QueryParameter
 from appview import cursor as keyset
 from appview.context import AppContext
 from appview.errors import XrpcError
-from appview.hydrate import present_tracks
+from appview.hydrate import PAGE_CID, PAGE_RANK, PAGE_SORT_AT, page, page_views
 from appview.views import TrackPageOutput
 from appview.xrpc.common import DEFAULT_LIMIT, Cursor, Limit, ok, respond, viewer_of
 
@@ -25,39 +26,90 @@ NSID = "fm.plyr.searchTracks"
 MAX_QUERY = 256
 FUZZY_RANK = 4
 
-_RANK = """
-CASE
-  WHEN lower(title) = %(q)s OR lower(artist) = %(q)s THEN 0
-  WHEN lower(title) LIKE %(prefix)s OR lower(artist) LIKE %(prefix)s THEN 1
-  WHEN lower(title) ~ %(word)s OR lower(artist) ~ %(word)s THEN 2
-  ELSE 3
-END
-"""
-# Exact, prefix and word-prefix matches are all substrings, so the substring test finds ranks 0-3.
+# Ranks are fetched one group at a time, best first, each by its own statement with the page's remaining
+# LIMIT, so a page is usually served by the first group and never sorts every match of a common word. A
+# group's condition excludes the better ranks, which makes the groups disjoint and the order of the walk the
+# order of the ranking.
+_EXACT = "(lower(title) = %(q)s OR lower(artist) = %(q)s)"
+_PREFIX = "(lower(title) LIKE %(prefix)s OR lower(artist) LIKE %(prefix)s)"
+_WORD = "(lower(title) ~ %(word)s OR lower(artist) ~ %(word)s)"
 _SUBSTRING = "(lower(title) LIKE %(infix)s OR lower(artist) LIKE %(infix)s)"
 # Similarity to the whole title (typos: "midnite") or to its best-matching words (one word of a long title).
 _FUZZY = "(lower(title) %% %(q)s OR %(q)s <%% lower(title) OR lower(artist) %% %(q)s OR %(q)s <%% lower(artist))"
+_KEYSET = "(sort_at, cid) < (%(after)s, %(after_cid)s)"
 
-MATCHED = f"""
-SELECT uri, rank, sort_at, cid FROM (
-  SELECT uri, sort_at, cid, {_RANK} AS rank FROM tracks
-  WHERE author_active AND {_SUBSTRING}
-) s
+
+class Group:
+    """Ranks `first`..`last` and the statement that returns their matches, best first, after an optional
+    keyset position inside the group."""
+
+    def __init__(self, first: int, last: int, sql: str, ranked_keyset: bool = False) -> None:
+        self.first = first
+        self.last = last
+        self.sql = sql
+        self.ranked_keyset = ranked_keyset
+
+    def statement(self, paged: bool) -> str:
+        after = ""
+        if paged:
+            after = (
+                f" AND (rank > %(after_rank)s OR (rank = %(after_rank)s AND {_KEYSET}))"
+                if self.ranked_keyset
+                else f" AND {_KEYSET}"
+            )
+        return self.sql.format(after=after)
+
+
+# Index-only on tracks_title_lower_idx, then tracks_artist_lower_idx (the WHERE repeats their predicate). A
+# track whose title and artist both match is left to the title branch.
+_EXACT_AND_PREFIX = f"""
+SELECT * FROM (
+  SELECT uri, CASE WHEN {_EXACT} THEN 0 ELSE 1 END AS rank, sort_at, cid FROM tracks
+  WHERE author_active AND lower(title) LIKE %(prefix)s
+  UNION ALL
+  SELECT uri, CASE WHEN lower(artist) = %(q)s THEN 0 ELSE 1 END AS rank, sort_at, cid FROM tracks
+  WHERE author_active AND lower(artist) LIKE %(prefix)s AND lower(title) NOT LIKE %(prefix)s
+) m
 WHERE true{{after}}
 ORDER BY rank, sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
-AFTER = " AND (rank > %(after_rank)s OR (rank = %(after_rank)s AND (sort_at, cid) < (%(after)s, %(after_cid)s)))"
 
-# Fuzzy matches come after every other rank and cost a similarity computation per candidate, so they are
-# looked for only when the other ranks did not fill the page.
-FUZZY = f"""
-SELECT uri, {FUZZY_RANK} AS rank, sort_at, cid FROM tracks
-WHERE author_active AND {_FUZZY} AND NOT {_SUBSTRING}{{after}}
+_WORD_PREFIX = f"""
+SELECT uri, 2 AS rank, sort_at, cid FROM tracks
+WHERE author_active AND {_WORD} AND NOT {_PREFIX}{{after}}
 ORDER BY sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
-FUZZY_AFTER = " AND (sort_at, cid) < (%(after)s, %(after_cid)s)"
+
+
+def _materialized(rank: int, candidates: str, exclude: str) -> str:
+    """Candidates first (the trigram bitmap, or one sequential scan without pg_trgm), then the exclusions and
+    the order. Left to itself the planner walks tracks_sort_idx for these conditions, expecting an early
+    stop; when the rank is small or empty that walk visits the whole table in index order, many times
+    slower than collecting the candidates."""
+    return f"""
+WITH c AS MATERIALIZED (
+  SELECT uri, title, artist, sort_at, cid FROM tracks WHERE author_active AND {candidates}
+)
+SELECT uri, {rank} AS rank, sort_at, cid FROM c
+WHERE {exclude}{{after}}
+ORDER BY sort_at DESC, cid DESC
+LIMIT %(limit)s
+"""
+
+
+GROUPS = (
+    # Exact and prefix matches share one range scan of the lower(title) / lower(artist) btrees (migration
+    # 0004): an exact match is the shortest prefix match.
+    Group(0, 1, _EXACT_AND_PREFIX, ranked_keyset=True),
+    # A word that starts many titles is dense in the newest tracks: walking tracks_sort_idx stops quickly.
+    # The planner picks the trigram index instead where the regex is rare.
+    Group(2, 2, _WORD_PREFIX),
+    Group(3, 3, _materialized(3, _SUBSTRING, f"NOT {_PREFIX} AND NOT {_WORD}")),
+    # Fuzzy matches cost a similarity computation per trigram candidate: looked for last, only with pg_trgm.
+    Group(FUZZY_RANK, FUZZY_RANK, _materialized(FUZZY_RANK, _FUZZY, f"NOT {_SUBSTRING}")),
+)
 
 
 def _like_escape(text: str) -> str:
@@ -67,14 +119,6 @@ def _like_escape(text: str) -> str:
 def _regex_escape(text: str) -> str:
     # In a Postgres ARE a backslash before any non-alphanumeric character makes it literal.
     return re.sub(r"([^0-9A-Za-z\s])", r"\\\1", text)
-
-
-def statement(paged: bool) -> str:
-    return MATCHED.format(after=AFTER if paged else "")
-
-
-def fuzzy_statement(paged: bool) -> str:
-    return FUZZY.format(after=FUZZY_AFTER if paged else "")
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
@@ -100,19 +144,20 @@ async def handler(
     if position is not None:
         rank, at = position
         params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
+    start = 0 if position is None else position[0]
+    found: list[tuple[Any, ...]] = []
     async with ctx.pool.connection() as conn:
-        skeleton: list[tuple[Any, ...]] = []
-        if position is None or position[0] < FUZZY_RANK:
-            cur = await conn.execute(statement(position is not None), params)
-            skeleton = list(await cur.fetchall())
-        if ctx.trigram and len(skeleton) < limit:
-            in_fuzzy = position is not None and position[0] >= FUZZY_RANK
-            cur = await conn.execute(fuzzy_statement(in_fuzzy), {**params, "limit": limit - len(skeleton)})
-            skeleton += await cur.fetchall()
-        views = await present_tracks(
-            conn, [r[0] for r in skeleton], viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted
-        )
-    last = skeleton[-1] if len(skeleton) == limit else None
-    next_cursor = keyset.pack_ranked(last[1], last[2], last[3]) if last else None
+        for group in GROUPS:
+            if group.last < start or (group.first == FUZZY_RANK and not ctx.trigram):
+                continue
+            paged = position is not None and group.first <= position[0] <= group.last
+            sql = page(group.statement(paged), viewer=viewer is not None, ranked=True)
+            cur = await conn.execute(sql, {**params, "limit": limit - len(found), "viewer": viewer})
+            found += await cur.fetchall()
+            if len(found) >= limit:
+                break
+    views = page_views(found, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted)
+    last = found[-1] if len(found) == limit else None
+    next_cursor = keyset.pack_ranked(last[PAGE_RANK], last[PAGE_SORT_AT], last[PAGE_CID]) if last else None
     body = TrackPageOutput(tracks=views, cursor=next_cursor)
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -150,6 +151,16 @@ tracks = Table(
     Index("tracks_sort_idx", "sort_at", "cid"),
     Index("tracks_did_sort_idx", "did", "sort_at", "cid"),
 )
+
+# searchTracks, exact and prefix matches (migration 0004): covering, so a common prefix is an index-only scan.
+for _column in ("title", "artist"):
+    Index(
+        f"tracks_{_column}_lower_idx",
+        func.lower(tracks.c[_column]).label(f"lower_{_column}"),
+        postgresql_ops={f"lower_{_column}": "text_pattern_ops"},
+        postgresql_include=["title", "artist", "sort_at", "cid", "uri"],
+        postgresql_where=tracks.c.author_active,
+    )
 
 likes = Table(
     "likes",
