@@ -94,7 +94,7 @@ def xrpc(base: str, method: str) -> str:
     return base.rstrip("/") + "/xrpc/" + method
 
 
-async def _get_json(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
+async def get_json(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
     resp = await client.get(url, params=params)
     if resp.status_code != 200:
         raise RepoFailure(f"http_{resp.status_code}", f"{url}: {resp.text[:300]}")
@@ -111,7 +111,7 @@ async def _paged_dids(client: httpx.AsyncClient, url: str, params: dict[str, Any
         query = {**params, "limit": limit}
         if cursor:
             query["cursor"] = cursor
-        body = await _get_json(client, url, query)
+        body = await get_json(client, url, query)
         repos = body.get("repos")
         if not isinstance(repos, list):
             raise RepoFailure("invalid_response", f"{url}: no 'repos' list")

@@ -23,7 +23,7 @@ import httpx
 import psycopg
 
 from indexer import repo_sync
-from indexer.backfill import COLLECTIONS, Backfiller, BackfillStats, RepoFailure, SyncMetrics, xrpc
+from indexer.backfill import COLLECTIONS, Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
 from indexer.did_docs import DidDocuments, DidResolutionError
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Reconciler:
     async def _check(self, conn: psycopg.AsyncConnection[Any], did: str, our_rev: str | None) -> str:
         try:
             pds = await self._docs.pds(did)
-            latest = await _get(self._client, xrpc(pds, "com.atproto.sync.getLatestCommit"), {"did": did})
+            latest = await get_json(self._client, xrpc(pds, "com.atproto.sync.getLatestCommit"), {"did": did})
             rev = latest.get("rev")
             if not isinstance(rev, str):
                 raise RepoFailure("invalid_response", f"getLatestCommit {did}: no rev")
@@ -130,7 +130,7 @@ class Reconciler:
                 params: dict[str, Any] = {"repo": did, "collection": collection, "limit": 100}
                 if cursor:
                     params["cursor"] = cursor
-                body = await _get(self._client, url, params)
+                body = await get_json(self._client, url, params)
                 records = body.get("records")
                 if not isinstance(records, list):
                     raise RepoFailure("invalid_response", f"listRecords {did} {collection}: no records")
@@ -159,13 +159,3 @@ class Reconciler:
                 raise
             except Exception:
                 log.exception("reconciliation pass failed")
-
-
-async def _get(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.get(url, params=params)
-    if resp.status_code != 200:
-        raise RepoFailure(f"http_{resp.status_code}", f"{url}: {resp.text[:300]}")
-    body = resp.json()
-    if not isinstance(body, dict):
-        raise RepoFailure("invalid_response", f"{url}: not a JSON object")
-    return body
