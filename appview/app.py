@@ -22,6 +22,7 @@ from appview.identity import DidDocumentResolver, IdentityResolver
 from appview.settings import AppviewSettings
 from appview.well_known import did_document
 from appview.xrpc import HANDLERS
+from indexer.did_docs import DidDocuments
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,12 @@ def create_app(
     `resolver` (DID documents: signing keys, PDS endpoints) defaults to the PLC directory and did:web."""
     metrics = metrics or Metrics()
     settings = settings or AppviewSettings.from_env()
-    identities = resolver or DidDocumentResolver(settings.plc_url)
+    owned: DidDocumentResolver | None = None
+    identities: IdentityResolver
+    if resolver is None:
+        owned = identities = DidDocumentResolver(DidDocuments(settings.plc_url, timeout=3.0))
+    else:
+        identities = resolver
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -123,6 +129,8 @@ def create_app(
         finally:
             await locator.close()
             await pool.close()
+            if owned is not None:
+                await owned.aclose()
 
     return Litestar(
         route_handlers=[metrics_endpoint, health, did_document, audio, *HANDLERS],

@@ -93,6 +93,7 @@ class DidDocuments:
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         ttl: float = 3600.0,
+        failure_ttl: float = 30.0,
         cache_size: int = 200_000,
     ) -> None:
         self.plc_url = plc_url.rstrip("/")
@@ -103,6 +104,10 @@ class DidDocuments:
         self._docs: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._keys: dict[str, str] = {}
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        # A failed resolution is remembered briefly, so input naming an unresolvable DID over and over (forged
+        # tokens, junk frames) cannot turn into a fetch per request.
+        self._failure_ttl = failure_ttl
+        self._failures: OrderedDict[str, tuple[float, DidResolutionError]] = OrderedDict()
         self.fetches = 0
 
     async def aclose(self) -> None:
@@ -123,17 +128,28 @@ class DidDocuments:
 
     async def resolve(self, did: str, *, refresh: bool = False) -> dict[str, Any]:
         """The DID document; raises DidResolutionError."""
+        now = time.monotonic()
         if not refresh:
             hit = self._docs.get(did)
-            if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            if hit is not None and now - hit[0] < self._ttl:
                 self._docs.move_to_end(did)
                 return hit[1]
+            failed = self._failures.get(did)
+            if failed is not None and now - failed[0] < self._failure_ttl:
+                raise failed[1]
         task = self._inflight.get(did)
         if task is None:
             task = asyncio.create_task(self._fetch(did))
             self._inflight[did] = task
             task.add_done_callback(lambda _t: self._inflight.pop(did, None))
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except DidResolutionError as e:
+            self._failures[did] = (time.monotonic(), e)
+            self._failures.move_to_end(did)
+            while len(self._failures) > self._size:
+                self._failures.popitem(last=False)
+            raise
 
     async def signing_key(self, did: str, *, refresh: bool = False) -> str:
         """The `did:key` of the DID's atproto signing key; raises DidResolutionError."""
@@ -183,6 +199,7 @@ class DidDocuments:
             log.info("DID document without a usable signing key", extra={"did": did, "reason": e.reason})
         self._docs[did] = (time.monotonic(), doc)
         self._docs.move_to_end(did)
+        self._failures.pop(did, None)
         while len(self._docs) > self._size:
             old, _ = self._docs.popitem(last=False)
             self._keys.pop(old, None)

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from indexer.did_docs import DidDocuments, DidResolutionError, handle_of
 from indexer.lexicon.formats import is_handle
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ HandleResolver = Callable[[str], Awaitable[str | None]]
 
 
 class ResolvingVerifier:
-    """Verifies with the `atproto` SDK's resolvers (PLC directory or did:web for the document; DNS TXT, then
-    HTTPS well-known for the handle). `resolve_handle` can be replaced, e.g. for a private DNS setup."""
+    """Documents come from the shared DID document cache (PLC directory or did:web, indexer.did_docs); handles
+    resolve with the `atproto` SDK (DNS TXT, then HTTPS well-known). `resolve_handle` can be replaced, e.g. for
+    a private DNS setup."""
 
     def __init__(
         self,
@@ -48,11 +50,12 @@ class ResolvingVerifier:
         cache_size: int = 100_000,
         cache_ttl: float = 3600.0,
         resolve_handle: HandleResolver | None = None,
+        docs: DidDocuments | None = None,
     ) -> None:
-        from atproto_identity.resolver import AsyncIdResolver
+        from atproto_identity.handle.resolver import AsyncHandleResolver
 
-        self._resolver = AsyncIdResolver(plc_url=plc_url, timeout=timeout)
-        self._resolve_handle = resolve_handle or self._resolver.handle.resolve
+        self._docs = docs or DidDocuments(plc_url, timeout=timeout)
+        self._resolve_handle = resolve_handle or AsyncHandleResolver(timeout=timeout).resolve
         self._timeout = timeout
         self._sem = asyncio.Semaphore(concurrency)
         self._cache: OrderedDict[tuple[str, str], tuple[float, str | None]] = OrderedDict()
@@ -80,18 +83,19 @@ class ResolvingVerifier:
         async with self._sem:
             try:
                 async with asyncio.timeout(self._timeout * 2):
-                    data = await self._resolver.did.resolve_atproto_data(did)
-            except Exception as exc:  # unresolvable: nothing to claim
+                    doc = await self._docs.resolve(did)
+            except (DidResolutionError, TimeoutError) as exc:  # unresolvable: nothing to claim
                 log.info("DID resolution failed", extra={"did": did, "error": repr(exc)})
                 return None
-        return str(data.handle) if data.handle else None
+        return handle_of(doc)
 
     async def _verify_uncached(self, did: str, handle: str) -> str | None:
         async with self._sem:
             try:
                 async with asyncio.timeout(self._timeout * 2):
-                    data = await self._resolver.did.resolve_atproto_data(did, force_refresh=True)
-                    if (data.handle or "").lower() != handle:
+                    # An identity event means the document may have just changed: skip the cache.
+                    doc = await self._docs.resolve(did, refresh=True)
+                    if (handle_of(doc) or "").lower() != handle:
                         log.info("handle not claimed by DID document", extra={"did": did, "handle": handle})
                         return None
                     resolved = await self._resolve_handle(handle)

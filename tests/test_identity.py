@@ -151,3 +151,27 @@ async def test_actors_never_introduced_get_a_verified_handle(db_url: str, valida
     assert handles == {ALICE: "alice.test", MALLORY: None, bob: None}
     assert set(tried) == {MALLORY, bob}
     assert await one(db_url, "SELECT source FROM events WHERE kind = 'identity'") == "resolver"
+
+
+async def test_failed_resolutions_are_remembered_briefly() -> None:
+    from indexer.did_docs import DidDocuments, DidResolutionError
+
+    directory = docs()
+    async with plc_directory(directory) as plc:
+        async with DidDocuments(plc, timeout=2, failure_ttl=60) as cache:
+            unknown = make_did(404)
+            for _ in range(3):
+                try:
+                    await cache.resolve(unknown)
+                except DidResolutionError as e:
+                    assert e.reason == "did_not_found"
+                else:
+                    raise AssertionError("an unregistered DID resolved")
+            # Repeated lookups of a DID that does not resolve cost one fetch, not one each.
+            assert cache.fetches == 1
+            # Once it exists, an explicit refresh sees it.
+            directory[unknown] = did_doc(unknown, "late.test")
+            assert (await cache.resolve(unknown, refresh=True))["id"] == unknown
+            assert cache.fetches == 2
+            assert (await cache.resolve(unknown))["id"] == unknown
+            assert cache.fetches == 2
