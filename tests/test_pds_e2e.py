@@ -15,44 +15,23 @@ hashes are compared as they are, identities included.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import libipld
-import psycopg
 import pytest
 import zstandard
 
 from indexer.did_docs import DidDocuments
 from indexer.events import Event, Malformed
 from indexer.firehose.source import FirehoseSource
+from tests.pds.harness import ENV, NOW, cli, scalar
 from tests.pds.server import Pds, frame_seq, running_pds, unavailable
 from tests.test_firehose_support import cid_of, make_car, make_frame
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"local PDS unavailable: {unavailable()}")
-
-ENV = {
-    **os.environ,
-    "PLYR_APPVIEW_RESOLVE_IDENTITIES": "0",
-    "PLYR_APPVIEW_BATCH_SECONDS": "0.1",
-    "PLYR_APPVIEW_RECONCILE_MINUTES": "0",
-    "PLYR_APPVIEW_VERIFY_SIGNATURES": "1",
-}
-NOW = "2026-11-23T10:00:00.000Z"
-
-
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
 
 
 async def write_history(pds: Pds) -> dict[str, Any]:
@@ -76,12 +55,6 @@ async def write_history(pds: Pds) -> dict[str, Any]:
     await pds.delete(bob, "fm.plyr.comment", gone["uri"].rsplit("/", 1)[1])
     await pds.delete(alice, "fm.plyr.track", rkey2)
     return {"alice": alice, "bob": bob, "track_uri": t1["uri"]}
-
-
-async def scalar(db: str, query: str, *params: Any) -> Any:
-    async with await psycopg.AsyncConnection.connect(db) as conn:
-        row = await (await conn.execute(query, params or None)).fetchone()
-        return None if row is None else row[0]
 
 
 async def wait_for_cursor(db: str, source: str, seq: int, proc: asyncio.subprocess.Process) -> None:

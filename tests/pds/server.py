@@ -57,12 +57,13 @@ class Pds:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    async def create_account(self, name: str) -> Account:
+    async def create_account(self, name: str, *, recovery_key: str | None = None) -> Account:
+        """`recovery_key` (a did:key) joins the PDS's key among the DID's PLC rotation keys (see plc.py)."""
         handle = f"{name}.test"
-        resp = await self.client.post(
-            f"{self.url}/xrpc/com.atproto.server.createAccount",
-            json={"handle": handle, "email": f"{name}@example.com", "password": f"{name}-password"},
-        )
+        body: dict[str, Any] = {"handle": handle, "email": f"{name}@example.com", "password": f"{name}-password"}
+        if recovery_key is not None:
+            body["recoveryKey"] = recovery_key
+        resp = await self.client.post(f"{self.url}/xrpc/com.atproto.server.createAccount", json=body)
         resp.raise_for_status()
         body = resp.json()
         account = Account(did=body["did"], handle=handle, jwt=body["accessJwt"])
