@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,12 +32,22 @@ def node_modules() -> Path:
     return data_dir / "pds-node" / "node_modules"
 
 
+@functools.cache
 def unavailable() -> str | None:
-    """Why the PDS cannot be started here, or None."""
+    """Why the PDS cannot be started here, or None. The first call installs the npm packages when node and npm
+    are present (once per machine, cached under the data dir), so `uv run pytest` alone runs these tests;
+    PLYR_TEST_NO_PDS_INSTALL=1 turns that off."""
     if shutil.which("node") is None:
         return "node is not installed"
     modules = node_modules()
-    if not (modules / "@atproto" / "pds").is_dir() or not (modules / "@did-plc" / "server").is_dir():
+
+    def missing() -> bool:
+        return not (modules / "@atproto" / "pds").is_dir() or not (modules / "@did-plc" / "server").is_dir()
+
+    if missing() and shutil.which("npm") is not None and not os.environ.get("PLYR_TEST_NO_PDS_INSTALL"):
+        print("installing the local PDS's npm packages (once; a few minutes)...", file=sys.stderr, flush=True)
+        subprocess.run(["bash", str(Path(__file__).with_name("install.sh"))], check=False, timeout=900)
+    if missing():
         return f"npm packages not installed in {modules} (run tests/pds/install.sh)"
     return None
 
