@@ -142,6 +142,8 @@ def create_app(
             "ctx": Provide(_provide_ctx),
         },
         exception_handlers={Exception: xrpc_error_handler},
+        # Logging belongs to the process (indexer.logs: JSON lines on stderr); litestar must not replace it.
+        logging_config=None,
         # Reads are public data: any web origin may call them.
         cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS"], max_age=86400),
         openapi_config=OpenAPIConfig(title="plyr AppView", version="0.1.0", path="/schema"),

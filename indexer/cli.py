@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,14 @@ async def _serve(settings: Settings, url: str, metrics: Any, host: str, port: in
     app = create_app(url, metrics=metrics, replica_url=settings.database_replica_url)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     log.info("serving", extra={"host": host, "port": port})
-    await server.serve()
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        # Stop the way uvicorn stops on a signal: finish requests, run the app's shutdown (pool close), exit.
+        server.should_exit = True
+        await serving
+        raise
 
 
 async def _up(settings: Settings, url: str, sources: list[str], host: str, port: int) -> None:
@@ -339,6 +347,8 @@ async def _capture(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # platformdirs (through the embedded server) warns when XDG_RUNTIME_DIR is unset, as it is for services.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     if args.database_url:
