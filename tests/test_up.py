@@ -100,6 +100,13 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         before = await asyncio.to_thread(status, live)
         proc = await asyncio.create_subprocess_exec(*cmd, env=ENV, stderr=asyncio.subprocess.DEVNULL)
         try:
+            # The committed cursor is already `last`, so health alone cannot tell that the new process has
+            # reconnected: wait for its request to reach the server first.
+            for _ in range(600):
+                if len(js.requests) > 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(js.requests) > 1, "the restarted process never reconnected"
             await wait_for_cursor(port, last)
         finally:
             assert await stop(proc) == 0
