@@ -7,6 +7,7 @@ in the rejections table: hostile input is never fatal and never silently dropped
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 import msgspec
@@ -71,3 +72,21 @@ Item = Event | Malformed | Checkpoint
 
 def is_relevant_collection(collection: str | None) -> bool:
     return collection is not None and collection.startswith(COLLECTION_PREFIX)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def parse_time_us(value: Any) -> int | None:
+    """Microseconds since the epoch for an RFC 3339 timestamp with a zone (the `time` of relay and Jetstream
+    events), else None."""
+    if type(value) is not str:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return (parsed - _EPOCH) // _MICROSECOND

@@ -21,12 +21,11 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 import libipld
 
-from indexer.events import Event, Malformed, Operation
+from indexer.events import Event, Malformed, Operation, parse_time_us
 from indexer.firehose.car import (
     MAX_RECORD_BYTES,
     CarError,
@@ -56,8 +55,6 @@ MAX_DID_LEN = 2048
 MAX_RAW_KEPT = 64 * 1024
 
 _ACTIONS: dict[str, Operation] = {"create": "create", "update": "update", "delete": "delete"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def valid_did(did: Any) -> TypeGuard[str]:
@@ -70,19 +67,6 @@ def valid_nsid(nsid: str) -> bool:
 
 def valid_rkey(rkey: str) -> bool:
     return rkey not in (".", "..") and RKEY_RE.match(rkey) is not None
-
-
-def parse_time_us(value: Any) -> int | None:
-    """Microseconds since the epoch for an RFC 3339 timestamp with a zone, else None."""
-    if type(value) is not str:
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        return None
-    return (dt - _EPOCH) // _MICROSECOND
 
 
 def malformed(

@@ -15,8 +15,8 @@ import libipld
 import msgspec
 import zstandard
 
-from indexer.events import Checkpoint, Event, Malformed, is_relevant_collection
-from indexer.firehose.commit import CommitVerifier, commit_items, malformed, parse_time_us, valid_did
+from indexer.events import Checkpoint, Event, Malformed, is_relevant_collection, parse_time_us
+from indexer.firehose.commit import CommitVerifier, commit_items, malformed, valid_did
 
 DEFAULT_MAX_FRAME_BYTES = 5 * 1024 * 1024
 

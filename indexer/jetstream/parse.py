@@ -43,13 +43,12 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
 
 import msgspec
 import zstandard
 
-from indexer.events import COLLECTION_PREFIX, Event, Malformed, Operation
+from indexer.events import COLLECTION_PREFIX, Event, Malformed, Operation, parse_time_us
 from indexer.jetstream.zstd_dict import V1_DICT_ID, load_dict
 
 RAW_LIMIT: Final = 4096
@@ -64,7 +63,6 @@ _DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
 _RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
 _NSID = re.compile(r"[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+")
 _OPERATIONS: Final = frozenset(("create", "update", "delete"))
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Commit(msgspec.Struct):
@@ -247,17 +245,6 @@ def _valid_collection(collection: str) -> bool:
 
 def _valid_int(v: int | None) -> bool:
     return v is None or 0 <= v <= _MAX_INT64
-
-
-def _rfc3339_us(value: str) -> int | None:
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        return None
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @functools.cache
@@ -555,7 +542,7 @@ def parse_v2(
             raise _Bad("missing_field", f"#{kind} payload without {', '.join(missing)}")
         if seq is None:
             raise _Bad("invalid_field", f"seq {p.seq} is out of range")
-        time_us = _rfc3339_us(p.time)
+        time_us = parse_time_us(p.time)
         if time_us is None:
             raise _Bad("invalid_time", f"time {p.time[:50]!r} is not an RFC 3339 datetime with offset")
         if kind == "commit":
@@ -679,4 +666,4 @@ def frame_position_v2(data: bytes) -> tuple[int | None, int | None]:
     if p is None:
         return None, None
     seq = p.seq if p.seq is not None and 0 < p.seq <= _MAX_INT64 else None
-    return seq, (_rfc3339_us(p.time) if p.time is not None else None)
+    return seq, (parse_time_us(p.time) if p.time is not None else None)
