@@ -43,13 +43,7 @@ async def _timed_write(self: writer_mod.BatchWriter, p: writer_mod._Prepared) ->
             t = time.perf_counter()
             await cur.execute(stmt)
             TIMINGS[f"fold {i:02d}: " + " ".join(stmt.split())[:70]] += time.perf_counter() - t
-        if p.rejections:
-            async with cur.copy(sql.COPY_REJECTIONS) as copy:
-                for rej in p.rejections:
-                    await copy.write_row(rej)
-            await cur.execute(sql.INSERT_REJECTIONS)
-        for source, (cursor, event_time) in p.cursors.items():
-            await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+        await writer_mod.write_rejections_and_cursors(cur, p)
     return Counter()
 
 

@@ -300,11 +300,16 @@ class BatchWriter:
                     for kind, count in await cur.fetchall():
                         appended[str(kind)] = int(str(count))
                     await cur.execute(FOLD_SQL)
-            if p.rejections:
-                async with cur.copy(sql.COPY_REJECTIONS) as copy:
-                    for rej in p.rejections:
-                        await copy.write_row(rej)
-                await cur.execute(sql.INSERT_REJECTIONS)
-            for source, (cursor, event_time) in p.cursors.items():
-                await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+            await write_rejections_and_cursors(cur, p)
         return appended
+
+
+async def write_rejections_and_cursors(cur: psycopg.AsyncCursor[tuple[object, ...]], p: _Prepared) -> None:
+    """The end of every batch transaction: its rejections, then the cursors it moves past."""
+    if p.rejections:
+        async with cur.copy(sql.COPY_REJECTIONS) as copy:
+            for rej in p.rejections:
+                await copy.write_row(rej)
+        await cur.execute(sql.INSERT_REJECTIONS)
+    for source, (cursor, event_time) in p.cursors.items():
+        await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
