@@ -35,6 +35,7 @@ from indexer.events import COLLECTION_PREFIX, Event, Item, Malformed, is_relevan
 from indexer.firehose.car import CarError, RepoCar, read_repo_car
 from indexer.firehose.verify import verify_commit_with_key
 from indexer.fold.writer import BatchWriter
+from indexer.netguard import ForbiddenHost
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ def xrpc(base: str, method: str) -> str:
 
 
 async def get_json(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.get(url, params=params)
+    try:
+        resp = await client.get(url, params=params)
+    except ForbiddenHost as e:
+        raise RepoFailure("forbidden_host", f"{url}: {e}") from None
     if resp.status_code != 200:
         raise RepoFailure(f"http_{resp.status_code}", f"{url}: {resp.text[:300]}")
     body = resp.json()
@@ -247,6 +251,8 @@ class Backfiller:
                         if size > self._max_repo_bytes:
                             raise RepoFailure("repo_too_large", f"{did}: over {self._max_repo_bytes} bytes")
                         chunks.append(chunk)
+            except ForbiddenHost as e:
+                raise RepoFailure("forbidden_host", f"getRepo {did} at {pds}: {e}") from None
             except httpx.HTTPError as e:
                 raise RepoFailure("fetch_failed", f"getRepo {did} at {pds}: {type(e).__name__}: {e}") from None
         return b"".join(chunks)

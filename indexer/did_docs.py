@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from indexer.firehose.verify import SigningKeyError, parse_signing_key
+from indexer.netguard import ForbiddenHost, NetGuard, guarded_client
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,11 @@ def handle_of(doc: dict[str, Any]) -> str | None:
 
 
 class DidDocuments:
-    """An async, size-bounded TTL cache of DID documents. One in-flight fetch per DID."""
+    """An async, size-bounded TTL cache of DID documents. One in-flight fetch per DID.
+
+    The PLC directory is the operator's choice and is fetched with `client`. A did:web names its own host, so
+    its document is fetched through a guarded client of our own (indexer.netguard): private, loopback and
+    link-local hosts are refused unless `allow_private_hosts` (development and tests)."""
 
     def __init__(
         self,
@@ -95,10 +100,13 @@ class DidDocuments:
         ttl: float = 3600.0,
         failure_ttl: float = 30.0,
         cache_size: int = 200_000,
+        allow_private_hosts: bool = False,
     ) -> None:
         self.plc_url = plc_url.rstrip("/")
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._own_client = client is None
+        self._guard = NetGuard(allow_private=allow_private_hosts)
+        self._web_client = guarded_client(self._guard, timeout=timeout)
         self._ttl = ttl
         self._size = cache_size
         self._docs: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -111,6 +119,7 @@ class DidDocuments:
         self.fetches = 0
 
     async def aclose(self) -> None:
+        await self._web_client.aclose()
         if self._own_client:
             await self._client.aclose()
 
@@ -169,17 +178,27 @@ class DidDocuments:
         return endpoint
 
     async def _fetch(self, did: str) -> dict[str, Any]:
+        client = self._client
         if did.startswith("did:plc:"):
             url = f"{self.plc_url}/{quote(did, safe=':')}"
         elif did.startswith("did:web:"):
             url = did_web_url(did)
+            client = self._web_client
+            try:
+                self._guard.check_url(url)
+            except ForbiddenHost as e:
+                raise DidResolutionError("forbidden_host", f"{url}: {e}") from None
         else:
             raise DidResolutionError("unsupported_did", did[:200])
         self.fetches += 1
         try:
-            resp = await self._client.get(url, headers={"accept": "application/did+ld+json, application/json"})
+            resp = await client.get(url, headers={"accept": "application/did+ld+json, application/json"})
+        except ForbiddenHost as e:
+            raise DidResolutionError("forbidden_host", f"{url}: {e}") from None
         except httpx.HTTPError as e:
             raise DidResolutionError("did_unreachable", f"{url}: {type(e).__name__}: {e}") from None
+        except (httpx.InvalidURL, UnicodeError) as e:  # a host httpx cannot even encode: the DID is malformed
+            raise DidResolutionError("invalid_did", f"{url}: {e}") from None
         if resp.status_code == 404 or resp.status_code == 410:
             raise DidResolutionError("did_not_found", f"{url}: HTTP {resp.status_code}")
         if resp.status_code != 200:

@@ -51,10 +51,11 @@ class ResolvingVerifier:
         cache_ttl: float = 3600.0,
         resolve_handle: HandleResolver | None = None,
         docs: DidDocuments | None = None,
+        allow_private_hosts: bool = False,
     ) -> None:
         from atproto_identity.handle.resolver import AsyncHandleResolver
 
-        self._docs = docs or DidDocuments(plc_url, timeout=timeout)
+        self._docs = docs or DidDocuments(plc_url, timeout=timeout, allow_private_hosts=allow_private_hosts)
         self._resolve_handle = resolve_handle or AsyncHandleResolver(timeout=timeout).resolve
         self._timeout = timeout
         self._sem = asyncio.Semaphore(concurrency)

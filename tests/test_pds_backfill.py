@@ -209,3 +209,33 @@ async def test_a_repo_whose_pds_fails_stays_pending_with_its_error_until_resync_
         assert await tracks_by_did(db) == {**{a.did: 2 for a in good}, moved.did: 3}
         idle = await acli(env, "--database-url", db, "resync", "--no-progress")
         assert idle["repos"] == 0 and idle["failed"] == 0, idle
+
+
+async def test_a_did_document_pointing_at_a_private_address_is_never_fetched(db_factory: Any) -> None:
+    """The PDS a DID document names is anyone's choice: without PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS, backfill
+    refuses loopback and private hosts before connecting, counts the repo as failed with the reason, and goes
+    on. The listing itself comes from the host the operator named, which is not second-guessed."""
+    async with running_pds() as pds:
+        plain = await pds.create_account("plain")
+        await add_tracks(pds, plain, 1)
+        key = RotationKey()
+        moved = await pds.create_account("moved", recovery_key=key.did_key)
+        await add_tracks(pds, moved, 1)
+
+        async def should_not_be_asked(req: Request) -> Response:
+            return Response.json({"error": "InternalServerError", "message": "reached"}, 500)
+
+        db = db_factory()
+        env = {k: v for k, v in ENV.items() if k != "PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS"} | {"PLC_URL": pds.plc_url}
+        async with stub_server(should_not_be_asked) as internal:
+            await set_pds_endpoint(pds.client, pds.plc_url, moved.did, key, internal.url)
+            result = await acli(env, "--database-url", db, "backfill", "--pds", pds.url, "--no-progress")
+            assert result["listed"] == 2 and result["repos"] == 0, result
+            assert result["failures"] == {"forbidden_host": 2}, result
+            assert internal.requests == []
+        rows = await sync_rows(db)
+        for did in (plain.did, moved.did):
+            assert rows[did]["synced_at"] is None
+            assert rows[did]["last_error"].startswith("forbidden_host: getRepo " + did)
+            assert "loopback" in rows[did]["last_error"]
+        assert await tracks_by_did(db) == {}

@@ -18,6 +18,11 @@ from appview.xrpc import (
     get_top_tracks,
     get_track,
     get_tracks,
+    repo_apply_writes,
+    repo_create_record,
+    repo_delete_record,
+    repo_put_record,
+    repo_upload_blob,
     search_tracks,
 )
 
@@ -35,4 +40,10 @@ HANDLERS: list[ControllerRouterHandler] = [
     search_tracks.handler,
     get_top_tracks.handler,
     get_stats.handler,
+    # The write proxy (appview/proxy).
+    repo_create_record.handler,
+    repo_put_record.handler,
+    repo_delete_record.handler,
+    repo_apply_writes.handler,
+    repo_upload_blob.handler,
 ]

@@ -17,6 +17,8 @@ ENV = {
     "PLYR_APPVIEW_BATCH_SECONDS": "0.1",
     "PLYR_APPVIEW_RECONCILE_MINUTES": "0",
     "PLYR_APPVIEW_VERIFY_SIGNATURES": "1",
+    # The local PDS and PLC listen on loopback, which the SSRF guard refuses by default.
+    "PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS": "1",
 }
 NOW = "2026-11-23T10:00:00.000Z"
 CLI = (sys.executable, "-m", "indexer.cli")

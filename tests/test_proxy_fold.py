@@ -1,0 +1,73 @@
+"""The proxy's fold (appview/proxy/fold.py) is the indexer's: folding writes one at a time through it gives the
+same index as the indexer's batch writer, its temp tables are empty between batches, writers are recycled, and
+the firehose echo of a proxied write is a duplicate."""
+
+from __future__ import annotations
+
+import pytest
+
+from appview.proxy import fold as proxy_fold
+from appview.proxy.fold import ProxyFold, commit_event
+from indexer.events import Event
+from indexer.lexicon import Validator
+from indexer.metrics import Metrics
+from indexer.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
+from tests.helpers import LIKE, TRACK, ingest, rows, state
+
+
+def history() -> list[Event]:
+    alice, bob = make_did(1), make_did(2)
+    t1, t2, l1, l2 = (make_tid(BASE_US + i) for i in (0, 1, 2, 5))
+    first, second = track_record("One"), track_record("Two")
+    like = like_record(uri(alice, TRACK, t1), make_cid(first))
+    events = [
+        commit(alice, TRACK, t1, t1, first),
+        commit(alice, TRACK, t2, t2, second),
+        commit(bob, LIKE, l1, l1, like),
+        commit(alice, TRACK, t1, make_tid(BASE_US + 3), track_record("One, again"), operation="update"),
+        commit(alice, TRACK, t2, make_tid(BASE_US + 4), None),
+        commit(bob, LIKE, l2, l2, like),
+    ]
+    return [
+        commit_event(e.did, e.collection or "", e.rkey or "", e.rev or "", e.operation or "create", e.cid, e.record)
+        for e in events
+    ]
+
+
+async def test_same_index_as_the_batch_writer(
+    db_factory: object, validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert callable(db_factory)
+    proxied, indexed = db_factory(), db_factory()
+    monkeypatch.setattr(proxy_fold, "RECYCLE_AFTER", 2)
+    folds = ProxyFold(proxied, validator=validator, metrics=Metrics(), writers=1)
+    try:
+        for event in history():
+            await folds.apply([event])
+            await folds.settled()
+            # The one writer's temp tables are empty again, ready for the next batch.
+            for writer in folds._idle:
+                assert writer._conn is not None
+                for name, _ in proxy_fold._TEMP_TABLES:
+                    cur = await writer._conn.execute(f"SELECT count(*) FROM {name}")  # type: ignore[arg-type]
+                    assert await cur.fetchone() == (0,), name
+        assert await folds.live(make_did(1), TRACK, make_tid(BASE_US)) is True
+        assert await folds.live(make_did(1), TRACK, make_tid(BASE_US + 1)) is False
+        assert await folds.live(make_did(1), TRACK, make_tid(BASE_US + 9)) is None
+    finally:
+        await folds.aclose()
+    await ingest(indexed, validator, history())
+    mine, theirs = await state(proxied), await state(indexed)
+    assert mine["state_hash"] == theirs["state_hash"]
+    assert mine["counts"] == theirs["counts"] and mine["counts"]["tracks"] == 1 and mine["counts"]["likes"] == 2
+    assert await rows(proxied, "SELECT like_count FROM tracks") == [(2,)]
+
+    # The echo: the same events from another source are duplicates.
+    before = await rows(proxied, "SELECT count(*) FROM events")
+    echo = [
+        commit(e.did, e.collection or "", e.rkey or "", e.rev or "", e.record, operation=e.operation, source="fh")
+        for e in history()
+    ]
+    await ingest(proxied, validator, echo)
+    assert await rows(proxied, "SELECT count(*) FROM events") == before
+    assert (await state(proxied))["state_hash"] == mine["state_hash"]
