@@ -16,12 +16,16 @@ from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
 from appview.audio import AudioLocator, audio
+from appview.audio_files import audio_file
 from appview.context import AppContext
 from appview.errors import xrpc_error_handler
 from appview.identity import DidDocumentResolver, IdentityResolver
+from appview.pages import handlers as page_handlers
+from appview.proxy.lifespan import provide_write_proxy, write_proxy_lifespan
 from appview.settings import AppviewSettings
+from appview.stored_audio import stored_audio_lifespan
 from appview.well_known import did_document
-from appview.xrpc import HANDLERS
+from appview.xrpc import HANDLERS, upload_audio
 from indexer.did_docs import DidDocuments
 from indexer.metrics import Metrics
 
@@ -96,7 +100,9 @@ def create_app(
     owned: DidDocumentResolver | None = None
     identities: IdentityResolver
     if resolver is None:
-        owned = identities = DidDocumentResolver(DidDocuments(settings.plc_url, timeout=3.0))
+        owned = identities = DidDocumentResolver(
+            DidDocuments(settings.plc_url, timeout=3.0, allow_private_hosts=settings.allow_private_hosts)
+        )
     else:
         identities = resolver
 
@@ -115,6 +121,7 @@ def create_app(
             settings.trusted_audio_origins,
             timeout=settings.audio_check_timeout,
             ttl=settings.audio_check_ttl,
+            own_host=settings.public_host,
         )
         app.state.pool = pool
         app.state.ctx = AppContext(
@@ -133,18 +140,40 @@ def create_app(
                 await owned.aclose()
 
     return Litestar(
-        route_handlers=[metrics_endpoint, health, did_document, audio, *HANDLERS],
-        lifespan=[lifespan],
+        route_handlers=[
+            metrics_endpoint,
+            health,
+            did_document,
+            audio,
+            audio_file,
+            upload_audio.handler,
+            *HANDLERS,
+            *page_handlers(),
+        ],
+        lifespan=[
+            lifespan,
+            stored_audio_lifespan(database_url, settings),
+            write_proxy_lifespan(database_url, settings, identities, metrics),
+        ],
         state=State({"metrics": metrics}),
         dependencies={
             "pool": Provide(_provide_pool),
             "metrics": Provide(_provide_metrics),
             "ctx": Provide(_provide_ctx),
+            "write_proxy": Provide(provide_write_proxy),
         },
         exception_handlers={Exception: xrpc_error_handler},
         # Logging belongs to the process (indexer.logs: JSON lines on stderr); litestar must not replace it.
         logging_config=None,
-        # Reads are public data: any web origin may call them.
-        cors_config=CORSConfig(allow_origins=["*"], allow_methods=["GET", "HEAD", "OPTIONS"], max_age=86400),
+        # Reads are public data: any web origin may call them. Proxied writes carry the caller's own credentials
+        # in headers (no cookies), so any origin may send them too; OAuth clients must read the PDS's DPoP nonce
+        # and auth challenge.
+        cors_config=CORSConfig(
+            allow_origins=["*"],
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "DPoP", "Content-Type", "atproto-accept-labelers"],
+            expose_headers=["DPoP-Nonce", "WWW-Authenticate"],
+            max_age=86400,
+        ),
         openapi_config=OpenAPIConfig(title="plyr AppView", version="0.1.0", path="/schema"),
     )

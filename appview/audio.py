@@ -1,8 +1,9 @@
 """`GET|HEAD /audio/<did>/<rkey>`: a 307 to wherever the track plays from right now.
 
-The record's `audioUrl` wins when its origin is one we trust and the object is really there (a HEAD check,
-cached); otherwise the audio blob on the author's PDS; 404 when neither plays. Redirecting rather than
-proxying keeps audio bytes off the API servers."""
+The record's `audioUrl` wins when the object is really there: for audio uploaded here (`https://<our host>/
+audio-files/<sha256>`) that is decided from `audio_objects`, with no request to storage; for another origin we
+trust, by a HEAD check (cached). Otherwise the audio blob on the author's PDS; 404 when neither plays.
+Redirecting rather than proxying keeps audio bytes off the API servers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from appview.context import AppContext
 from appview.errors import XrpcError
 from appview.identity import IdentityResolver
 from appview.views import ErrorOutput
+from indexer.audio_refs import own_origin, own_sha256
 from indexer.lexicon.formats import is_did, is_record_key
 
 log = logging.getLogger(__name__)
@@ -57,10 +59,13 @@ class AudioLocator:
         timeout: float = 2.0,
         ttl: float = 300.0,
         size: int = 20_000,
+        own_host: str | None = None,
     ) -> None:
         self._resolver = resolver
         # Normalised like `origin()` so "https://CDN.example:443/" and "https://cdn.example" are one origin.
-        self.trusted = tuple(o for o in (origin(t) for t in trusted) if o)
+        # Our own origin (uploaded audio) is always trusted; its objects are checked in `audio_objects`.
+        own = (own_origin(own_host),) if own_host else ()
+        self.trusted = tuple(dict.fromkeys(o for o in (origin(t) for t in (*trusted, *own)) if o))
         self._timeout = timeout
         self._ttl = ttl
         self._size = size
@@ -123,7 +128,15 @@ async def audio(ctx: NamedDependency[AppContext], did: FromPath[str], rkey: From
         found = await cur.fetchone()
     if found is None:
         raise XrpcError("NotFound", "track not found", status=404)
-    target = await ctx.audio.locate(did, found[0], found[1])
+    audio_url, blob_cid = found
+    sha256 = own_sha256(audio_url, ctx.settings.public_host)
+    if sha256 is not None:
+        stored = ctx.stored_audio is not None and await ctx.stored_audio.mime_type(sha256) is not None
+        target = audio_url if stored else await ctx.audio.locate(did, None, blob_cid)
+        if not stored:
+            log.info("uploaded audio missing; playing the blob", extra={"did": did, "rkey": rkey, "sha256": sha256})
+    else:
+        target = await ctx.audio.locate(did, audio_url, blob_cid)
     if target is None:
         raise XrpcError("NotFound", "no playable audio for this track", status=404)
     return Response(

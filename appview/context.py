@@ -13,6 +13,7 @@ from appview.settings import AppviewSettings
 
 if TYPE_CHECKING:
     from appview.audio import AudioLocator
+    from appview.stored_audio import StoredAudio
 
 
 class AppContext:
@@ -36,3 +37,5 @@ class AppContext:
         # Small results worth computing once per interval (e.g. network totals), keyed by method.
         self.memo: dict[str, tuple[float, Any]] = {}
         self.memo_lock = asyncio.Lock()
+        # Uploaded audio (store + table); set by appview.stored_audio's lifespan once the store is open.
+        self.stored_audio: StoredAudio | None = None

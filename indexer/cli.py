@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="convert a raw firehose frame capture to Jetstream v1 JSON lines")
     cv.add_argument("input", type=Path)
     cv.add_argument("output", type=Path)
+
+    aa = sub.add_parser("audit-audio", help="uploaded audio: dangling references and orphaned objects (JSON)")
+    aa.add_argument("--delete-orphans", action="store_true", help="delete orphans older than --older-than")
+    aa.add_argument("--older-than", help="grace period before an orphan may be deleted, e.g. 7d, 12h, 3600")
     return p
 
 
@@ -127,7 +132,11 @@ def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None =
     from indexer.identity import ResolvingVerifier, TrustingVerifier
     from indexer.lexicon import Validator
 
-    verifier = ResolvingVerifier(settings.plc_url) if settings.resolve_identities else TrustingVerifier()
+    verifier = (
+        ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
+        if settings.resolve_identities
+        else TrustingVerifier()
+    )
     return BatchWriter(
         url,
         validator=Validator.load(),
@@ -135,6 +144,7 @@ def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None =
         verifier=verifier,
         batch_size=batch_size or settings.batch_size,
         batch_seconds=settings.batch_seconds,
+        own_audio_host=settings.public_host,
     )
 
 
@@ -142,16 +152,22 @@ def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None =
 async def _sync_stack(
     settings: Settings, url: str, metrics: Any, *, concurrency: int = 8, per_host: int = 2
 ) -> AsyncIterator[tuple[Any, Any, Any, Any]]:
-    """(backfiller, reconciler, DID documents, HTTP client), with a batch writer of their own."""
+    """(backfiller, reconciler, DID documents, HTTP client), with a batch writer of their own.
+
+    The yielded client is for hosts the operator names (--relay, --pds). Repos are fetched from the PDS their
+    DID document names, which anyone can point anywhere: those requests go through the SSRF guard."""
     import httpx
 
     from indexer.backfill import Backfiller, SyncMetrics
     from indexer.did_docs import DidDocuments
+    from indexer.netguard import NetGuard, guarded_client
     from indexer.reconcile import Reconciler
 
+    timeout = httpx.Timeout(60.0, connect=10.0)
     async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True) as client,
-        DidDocuments(settings.plc_url, client=client) as docs,
+        httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client,
+        guarded_client(NetGuard(allow_private=settings.allow_private_hosts), timeout=timeout) as repo_client,
+        DidDocuments(settings.plc_url, client=client, allow_private_hosts=settings.allow_private_hosts) as docs,
         _writer(settings, url, metrics) as writer,
     ):
         sync_metrics = SyncMetrics(metrics.registry)
@@ -159,13 +175,13 @@ async def _sync_stack(
             url,
             writer,
             docs,
-            client=client,
+            client=repo_client,
             verify=settings.verify_signatures,
             concurrency=concurrency,
             per_host=per_host,
             metrics=sync_metrics,
         )
-        reconciler = Reconciler(url, backfiller, docs, client=client, metrics=sync_metrics)
+        reconciler = Reconciler(url, backfiller, docs, client=repo_client, metrics=sync_metrics)
         yield backfiller, reconciler, docs, client
 
 
@@ -196,7 +212,7 @@ async def _follow_firehose(settings: Settings, url: str, writer: Any, metrics: A
     if not settings.verify_signatures:
         await follow_firehose(settings, url, writer, metrics, source, None)
         return
-    async with DidDocuments(settings.plc_url) as docs:
+    async with DidDocuments(settings.plc_url, allow_private_hosts=settings.allow_private_hosts) as docs:
         await follow_firehose(settings, url, writer, metrics, source, docs)
 
 
@@ -268,15 +284,20 @@ async def _introduce_actors(settings: Settings, url: str, metrics: Any) -> None:
     # Its own connection: identity batches from here interleave with the stream's batches, and the fold is
     # safe under concurrent writers (row locks; a deadlock is retried like a lost connection).
     async with BatchWriter(url, validator=Validator.load(), metrics=metrics, verifier=TrustingVerifier()) as writer:
-        await introduce_forever(url, writer, ResolvingVerifier(settings.plc_url))
+        await introduce_forever(
+            url, writer, ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
+        )
 
 
 async def _serve(settings: Settings, url: str, metrics: Any, host: str, port: int) -> None:
     import uvicorn
 
     from appview.app import create_app
+    from appview.settings import AppviewSettings
 
-    app = create_app(url, metrics=metrics, replica_url=settings.database_replica_url)
+    app_settings = AppviewSettings.from_env()
+    app_settings = msgspec.structs.replace(app_settings, storage=_storage(settings, app_settings.storage))
+    app = create_app(url, metrics=metrics, replica_url=settings.database_replica_url, settings=app_settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     log.info("serving", extra={"host": host, "port": port})
     serving = asyncio.create_task(server.serve())
@@ -333,6 +354,31 @@ async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> dic
     }
     log.info("replay done", extra=result)
     return result
+
+
+def _storage(settings: Settings, storage: Any) -> Any:
+    """Audio storage settings; the local directory follows --data-dir unless PLYR_APPVIEW_AUDIO_DIR is set."""
+    if os.environ.get("PLYR_APPVIEW_AUDIO_DIR"):
+        return storage
+    return msgspec.structs.replace(storage, audio_dir=settings.data_dir / "audio")
+
+
+async def _audit_audio(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from appview.storage import StorageSettings, open_store
+    from indexer.audit_audio import audit, parse_duration, to_json
+
+    grace: float | None = None
+    if args.delete_orphans:
+        if not args.older_than:
+            raise SystemExit("--delete-orphans needs --older-than (an upload precedes the record that uses it)")
+        grace = parse_duration(args.older_than)
+    async with open_store(_storage(settings, StorageSettings.from_env())) as store:
+        result = await audit(url, store, settings.public_host, delete_older_than=grace)
+    log.info(
+        "audio audit done",
+        extra={"dangling": len(result.dangling), "orphans": len(result.orphans), "deleted": len(result.deleted)},
+    )
+    return to_json(result)
 
 
 async def _capture(args: argparse.Namespace) -> int:
@@ -413,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
             folded = _run(lambda: rebuild(url, batch_size=args.batch_size, progress=progress))
             bar.close()
             print(json.dumps({"events": folded}))
+        elif cmd == "audit-audio":
+            result = _run(lambda: _audit_audio(settings, url, args))
+            if result is None:
+                return 130
+            print(json.dumps(result, indent=2))
         elif cmd == "status":
             from indexer.status import status
 

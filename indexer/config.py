@@ -35,6 +35,12 @@ class Settings(msgspec.Struct, kw_only=True):
     verify_signatures: bool = True
     # Period of the reconciliation job inside `index` / `up` (0: off).
     reconcile_minutes: float = 5.0
+    # Fetch did:web documents (and, in the AppView, proxy writes) from loopback/private/link-local hosts:
+    # development and tests only; in production such a host is an SSRF attempt.
+    allow_private_hosts: bool = False
+    # Public host of the API (PLYR_APPVIEW_PUBLIC_HOST): tracks whose audioUrl is `https://<host>/audio-files/...`
+    # are checked at ingest against the audio uploaded here.
+    public_host: str = "localhost"
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -55,6 +61,8 @@ class Settings(msgspec.Struct, kw_only=True):
             failover_rewind_seconds=float(e.get("PLYR_APPVIEW_FAILOVER_REWIND_SECONDS") or 600),
             verify_signatures=_flag(e.get("PLYR_APPVIEW_VERIFY_SIGNATURES"), True),
             reconcile_minutes=float(e.get("PLYR_APPVIEW_RECONCILE_MINUTES") or 5),
+            allow_private_hosts=_flag(e.get("PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS"), False),
+            public_host=e.get("PLYR_APPVIEW_PUBLIC_HOST") or "localhost",
             log_level=e.get("PLYR_APPVIEW_LOG_LEVEL") or "INFO",
             host=e.get("PLYR_APPVIEW_HOST") or "127.0.0.1",
             port=int(e.get("PLYR_APPVIEW_PORT") or 8080),

@@ -43,6 +43,40 @@ class Metrics:
             registry=r,
         )
         self.reconnects = Counter("plyr_source_reconnects", "Source reconnections", ["source"], registry=r)
+        self.proxy_writes = Counter(
+            "plyr_proxy_writes",
+            "Writes proxied to users' PDSes, by XRPC method and outcome (ok, invalid, refused, pds_error, timeout,"
+            " upstream_failure)",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.proxy_upstream_seconds = Histogram(
+            "plyr_proxy_upstream_seconds",
+            "Time the user's PDS took to answer a proxied write",
+            ["method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.proxy_fold_failures = Counter(
+            "plyr_proxy_fold_failures",
+            "Proxied writes the PDS accepted but that could not be folded at once (the firehose brings them)",
+            ["method"],
+            registry=r,
+        )
+        self.audio_uploads = Counter(
+            "plyr_audio_uploads",
+            "fm.plyr.uploadAudio requests by outcome (stored, deduplicated, too_large, invalid_audio, unauthorized,"
+            " interrupted, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.audio_upload_bytes = Counter("plyr_audio_upload_bytes", "Audio bytes received by uploads", registry=r)
+        self.audio_flagged = Counter(
+            "plyr_audio_flagged",
+            "Indexed tracks whose audioUrl is on our origin but names no stored object, by reason",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -245,3 +245,42 @@ profiles = Table(
 
 PROJECTIONS = ("tracks", "likes", "comments", "lists", "list_items", "profiles")
 FOLD_STATE = ("records", "actors")
+
+# Uploaded audio (migration 0005). Not a projection: uploads are not events, and `rebuild` leaves them alone.
+# One row per stored object (key `audio/<sha256>`); `uploaded_at` is the latest upload of those bytes, so a
+# cleanup can tell an object about to be referenced by a record (an upload precedes its record) from an orphan.
+audio_objects = Table(
+    "audio_objects",
+    metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mime_type", Text, nullable=False),
+    Column("file_type", Text, nullable=False),
+    Column("duration", Integer, nullable=False),
+    Column("uploaded_by", Text, nullable=False),
+    _tstz("created_at", nullable=False, server_default=text("now()")),
+    _tstz("uploaded_at", nullable=False, server_default=text("now()")),
+)
+
+# Tracks whose audioUrl is on our own origin but whose object was not there when the record was indexed.
+audio_flags = Table(
+    "audio_flags",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("sha256", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    _tstz("first_seen", nullable=False, server_default=text("now()")),
+    Index("audio_flags_sha256_idx", "sha256"),
+)
+
+# Reference counts of stored audio: the digest in a track's audioUrl path `/audio-files/<sha256>`, whatever the
+# host (a foreign host using the same path only makes us keep an object longer). Same expression as
+# indexer/audio_refs.py and migration 0005.
+Index(
+    "tracks_audio_sha256_idx",
+    # Spelled as Postgres prints it back, so migrations and this declaration compare equal.
+    text("""lower(substr(audio_url, strpos(audio_url, '/audio-files/'::text) + 13, 64))"""),
+    _table=tracks,
+    postgresql_where=tracks.c.audio_url.like("%/audio-files/%"),
+)

@@ -20,9 +20,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
+from indexer import audio_refs
 from indexer.events import Checkpoint, Event, Item, Malformed
 from indexer.fold import sql
 from indexer.fold.rows import EventRow, Rejected, RejectionRow, event_row, malformed_row, rejection
@@ -59,6 +61,9 @@ class _Prepared:
     rejections: list[RejectionRow]
     cursors: dict[str, tuple[int, dt.datetime | None]]
     stats: WriteStats
+    # Tracks in the batch whose audioUrl names audio stored here: checked once the batch is folded.
+    own_audio: list[audio_refs.OwnAudio] = field(default_factory=list)
+    flagged: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _event_time(item: Event | Malformed | Checkpoint) -> dt.datetime | None:
@@ -66,6 +71,13 @@ def _event_time(item: Event | Malformed | Checkpoint) -> dt.datetime | None:
     if isinstance(time_us, int) and 0 < time_us < 253402300799_000000:
         return dt.datetime.fromtimestamp(time_us / 1e6, tz=dt.UTC)
     return None
+
+
+def _end_now(queue: asyncio.Queue[Any]) -> None:
+    """The end marker on a shutdown: nobody reads the queue any more and it may be full (the database is slow or
+    gone), so waiting for room, as a normal end does, would hang the shutdown forever."""
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(None)
 
 
 class BatchWriter:
@@ -79,6 +91,7 @@ class BatchWriter:
         batch_size: int = 5000,
         batch_seconds: float = 0.5,
         max_backoff: float = 30.0,
+        own_audio_host: str | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._validator = validator
@@ -87,6 +100,9 @@ class BatchWriter:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._max_backoff = max_backoff
+        # Our public host: tracks whose audioUrl names an object uploaded here are checked at ingest (flagged
+        # when the object is missing). A check beside the fold, never part of it: projections do not depend on it.
+        self._own_audio_host = own_audio_host
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def __aenter__(self) -> BatchWriter:
@@ -127,8 +143,13 @@ class BatchWriter:
             try:
                 async for item in items:
                     await raw.put(item)
-            finally:
+            except asyncio.CancelledError:
+                _end_now(raw)
+                raise
+            except BaseException:
                 await raw.put(None)
+                raise
+            await raw.put(None)
 
         async def batcher() -> None:
             try:
@@ -137,8 +158,13 @@ class BatchWriter:
                     batch, ended = await self._collect(raw)
                     if batch:
                         await ready.put((batch, await self._prepare(batch)))
-            finally:
+            except asyncio.CancelledError:
+                _end_now(ready)
+                raise
+            except BaseException:
                 await ready.put(None)
+                raise
+            await ready.put(None)
 
         stages = [asyncio.create_task(pump()), asyncio.create_task(batcher())]
         try:
@@ -210,6 +236,16 @@ class BatchWriter:
             if item.cursor is not None and item.source:
                 cursors[item.source] = (item.cursor, _event_time(item))
         stats.rejected = len(rejections)
+        own_audio: set[audio_refs.OwnAudio] = set()
+        host = self._own_audio_host
+        if host is not None:
+            for it in items:
+                if isinstance(it, Event) and it.collection == sql.TRACK and it.record is not None and it.rkey:
+                    url = it.record.get("audioUrl")
+                    if audio_refs.mentions_own(url, host):
+                        sha256 = audio_refs.own_sha256(str(url), host)
+                        if sha256 is not None:
+                            own_audio.add((it.did, it.rkey, str(url), sha256))
         if rejections:
             # One line per batch, not per item: a flood of bad input must not become a flood of logs.
             sample = rejections[0]
@@ -222,7 +258,7 @@ class BatchWriter:
                     "sample_did": sample[4],
                 },
             )
-        return _Prepared(events, rejections, cursors, stats)
+        return _Prepared(events, rejections, cursors, stats, sorted(own_audio))
 
     async def write(self, items: Sequence[Item]) -> WriteStats:
         """Write one batch in one transaction; retried on connection loss, split on a refused statement."""
@@ -257,6 +293,13 @@ class BatchWriter:
             self._metrics.events_rejected.labels(reason).inc(count)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_events.observe(len(items))
+        if prepared.flagged:
+            self._metrics.audio_flagged.labels("missing_object").inc(len(prepared.flagged))
+            did, rkey, sha256 = prepared.flagged[0]
+            log.warning(
+                "tracks point at uploaded audio that is not stored",
+                extra={"count": len(prepared.flagged), "sample_did": did, "sample_rkey": rkey, "sample_sha256": sha256},
+            )
         now = time.time()
         for source, (cursor, event_time) in prepared.cursors.items():
             self._metrics.cursor.labels(source).set(cursor)
@@ -300,6 +343,10 @@ class BatchWriter:
                     for kind, count in await cur.fetchall():
                         appended[str(kind)] = int(str(count))
                     await cur.execute(FOLD_SQL)
+                # Also for events already in the log: a record folded first by another writer (e.g. the write
+                # proxy's) is checked when its firehose echo arrives here.
+                if p.own_audio:
+                    p.flagged = await audio_refs.flag_missing(cur, p.own_audio)
             await write_rejections_and_cursors(cur, p)
         return appended
 
