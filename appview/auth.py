@@ -5,13 +5,16 @@ client with a broken setup finds out."""
 
 from __future__ import annotations
 
+import heapq
 import time
+from collections.abc import Callable
 
 from atproto_server.auth.jwt import get_jwt_payload, parse_jwt, verify_jwt_async
 from atproto_server.exceptions import (
     TokenDecodeError,
     TokenExpiredSignatureError,
     TokenImmatureSignatureError,
+    TokenInvalidIssuedAtError,
     TokenInvalidSignatureError,
 )
 
@@ -25,16 +28,67 @@ SERVICE_ID = "fm_plyr_appview"
 _FOREIGN_TYPES = frozenset({"at+jwt", "refresh+jwt", "dpop+jwt"})
 
 
+# A PDS signs service tokens for at most an hour (`getServiceAuth` refuses a later `exp`; proxied calls get 60 s).
+# A longer-lived token did not come from one, and would outlive any replay protection worth having.
+MAX_LIFETIME_SECONDS = 3600
+REPLAY_CACHE_ENTRIES = 100_000
+
+
 def _refuse(error: str, message: str) -> XrpcError:
     return XrpcError(error, message, status=401)
 
 
+class ReplayCache:
+    """`(issuer, jti)` of tokens already accepted, each kept until its `exp` (plus leeway), at most
+    `max_entries` of them; when full the entry closest to expiry goes first.
+
+    It lives in one process: replicas behind a load balancer do not share it, so a token replayed to another
+    replica within its lifetime (60 s for a proxied call) is not caught there."""
+
+    def __init__(self, max_entries: int = REPLAY_CACHE_ENTRIES, *, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self._clock = clock
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _drop(self) -> None:
+        _, key = heapq.heappop(self._heap)
+        self._expiry.pop(key, None)
+
+    def first_use(self, key: tuple[str, str], expires_at: float) -> bool:
+        """Record `key`; False if it was already recorded and has not expired. No await inside: the check and
+        the record are one step for the event loop."""
+        now = self._clock()
+        while self._heap and self._heap[0][0] < now:
+            self._drop()
+        if key in self._expiry:
+            return False
+        while len(self._expiry) >= self.max_entries and self._heap:
+            self._drop()
+        self._expiry[key] = expires_at
+        heapq.heappush(self._heap, (expires_at, key))
+        return True
+
+
 class ServiceAuth:
-    def __init__(self, own_did: str, resolver: IdentityResolver, *, leeway: int = 5) -> None:
+    def __init__(
+        self,
+        own_did: str,
+        resolver: IdentityResolver,
+        *,
+        leeway: int = 5,
+        replay_cache: ReplayCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.own_did = own_did
         self._audiences = frozenset({own_did, f"{own_did}#{SERVICE_ID}"})
         self._resolver = resolver
         self._leeway = leeway
+        self._clock = clock
+        self.replays = replay_cache or ReplayCache(clock=clock)
 
     async def viewer(self, authorization: str | None, nsid: str) -> str | None:
         """The viewer's DID, None for an anonymous request; raises a 401 XrpcError for a bad token."""
@@ -51,10 +105,24 @@ class ServiceAuth:
             raise _refuse("BadJwt", f"malformed token: {exc}") from exc
         if header.get("typ") in _FOREIGN_TYPES:
             raise _refuse("BadJwtType", "not a service auth token")
-        if not isinstance(payload.exp, int):
-            raise _refuse("BadJwt", "token has no expiry (exp)")
-        if payload.exp <= time.time() - self._leeway:
+        now = self._clock()
+        if type(payload.exp) is not int:
+            raise _refuse("BadJwt", "token has no integer expiry (exp)")
+        if payload.exp <= now - self._leeway:
             raise _refuse("JwtExpired", "token has expired")
+        if payload.exp > now + MAX_LIFETIME_SECONDS + self._leeway:
+            raise _refuse("BadJwt", f"token expires more than {MAX_LIFETIME_SECONDS} s from now")
+        for claim in ("nbf", "iat"):
+            value = getattr(payload, claim, None)
+            if value is None:
+                continue
+            if type(value) is not int:
+                raise _refuse("BadJwt", f"token claim {claim} must be an integer")
+            if value > now + self._leeway:
+                raise _refuse("JwtNotYetValid", f"token is not valid yet ({claim} is in the future)")
+        jti = getattr(payload, "jti", None)
+        if jti is not None and (type(jti) is not str or not 0 < len(jti) <= 256):
+            raise _refuse("BadJwt", "token id (jti) must be a short string")
         if payload.aud not in self._audiences:
             raise _refuse("BadJwtAudience", f"token audience must be {self.own_did}")
         lxm = getattr(payload, "lxm", None)
@@ -75,9 +143,14 @@ class ServiceAuth:
         except TokenExpiredSignatureError as exc:
             raise _refuse("JwtExpired", "token has expired") from exc
         except TokenImmatureSignatureError as exc:
-            raise _refuse("BadJwt", "token issued in the future") from exc
+            raise _refuse("JwtNotYetValid", "token is not valid yet (iat is in the future)") from exc
+        except TokenInvalidIssuedAtError as exc:
+            raise _refuse("BadJwt", "token claim iat must be an integer") from exc
         except TokenInvalidSignatureError as exc:
             raise _refuse("BadJwtSignature", "token signature does not verify against the issuer's key") from exc
         except TokenDecodeError as exc:
             raise _refuse("BadJwt", f"malformed token: {exc}") from exc
+        # Only a verified token takes a slot, so forged tokens cannot fill the cache or burn someone's jti.
+        if jti is not None and not self.replays.first_use((issuer, jti), payload.exp + self._leeway):
+            raise _refuse("JwtReplayed", "token was already used (same jti); a PDS mints one per request")
         return issuer

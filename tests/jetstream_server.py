@@ -17,8 +17,12 @@ from indexer.jetstream.zstd_dict import load_v1_dict
 
 
 class JetstreamServer:
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    """`rate` (events per second) paces delivery like a live stream; None sends everything at once."""
+
+    def __init__(self, events: list[dict[str, Any]], *, rate: float | None = None) -> None:
         self.events = events
+        self.rate = rate
+        self.connections = 0
         self.requests: list[dict[str, list[str]]] = []
         self.port = 0
         self._compressor = zstandard.ZstdCompressor(dict_data=load_v1_dict())
@@ -33,9 +37,18 @@ class JetstreamServer:
         self.requests.append(query)
         cursor = int(query["cursor"][0]) if "cursor" in query else None
         compress = query.get("compress", ["false"])[0] == "true"
+        self.connections += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sent = 0
         for ev in self.events:
             if cursor is not None and ev["time_us"] < cursor:
                 continue
+            if self.rate is not None:
+                ahead = started + sent / self.rate - loop.time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            sent += 1
             data = msgspec.json.encode(ev)
             if compress:
                 await ws.send(self._compressor.compress(data))

@@ -95,6 +95,14 @@ def _event_text(ev: Event | Malformed) -> str:
     return text.replace("\x00", "\\u0000")[:MAX_REJECTED_EVENT_CHARS]
 
 
+def _delivery_free(ev: Event | Malformed) -> Event | Malformed:
+    """The item without what varies between deliveries of the same input (source, position, the source's
+    receive time), so a redelivered bad event is one rejection, like a redelivered good one is one event."""
+    if isinstance(ev, Malformed):
+        return msgspec.structs.replace(ev, source="", cursor=None)
+    return msgspec.structs.replace(ev, source="", cursor=None, time_us=None)
+
+
 def rejection(ev: Event | Malformed, reason: str, detail: str) -> RejectionRow:
     text = _event_text(ev)
     if isinstance(ev, Malformed):
@@ -109,7 +117,7 @@ def rejection(ev: Event | Malformed, reason: str, detail: str) -> RejectionRow:
         detail.replace("\x00", "")[:2000],
         *clean,
         text,
-        _digest(reason, text),
+        _digest(reason, _event_text(_delivery_free(ev))),
     )
 
 

@@ -394,7 +394,7 @@ def parse_v1(
         ev = _v1_decoder.decode(b)
     except msgspec.ValidationError as e:
         return _v1_invalid(b, source, str(e), collection_prefix)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
         return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
 
     did = ev.did
@@ -450,8 +450,8 @@ def _v1_invalid(b: bytes, source: str, message: str, collection_prefix: str | No
     """The typed decode failed: recover what can be known (did, cursor, relevance) from an untyped decode."""
     try:
         obj = _any_decoder.decode(b)
-    except msgspec.DecodeError:  # pragma: no cover - the typed decoder already accepted the syntax
-        obj = None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
+        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
     if not isinstance(obj, dict):
         return Malformed(
             reason="not_object",
@@ -508,7 +508,7 @@ def parse_v2(
         frame = _v2_decoder.decode(b)
     except msgspec.ValidationError as e:
         return _v2_invalid(b, source, str(e), collection_prefix)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
         return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
 
     if frame.type == "error":
@@ -593,8 +593,8 @@ def parse_v2(
 def _v2_invalid(b: bytes, source: str, message: str, collection_prefix: str | None) -> Malformed | None:
     try:
         obj = _any_decoder.decode(b)
-    except msgspec.DecodeError:  # pragma: no cover - the typed decoder already accepted the syntax
-        obj = None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
+        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
     if not isinstance(obj, dict):
         return Malformed(
             reason="not_object",
@@ -652,7 +652,7 @@ def frame_cursor_v1(data: bytes) -> int | None:
     """`time_us` of a v1 frame without building the event, or None if the frame has none."""
     try:
         t = _v1_position_decoder.decode(data).time_us
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):
         return None
     return t if 0 < t <= _MAX_INT64 else None
 
@@ -661,7 +661,7 @@ def frame_position_v2(data: bytes) -> tuple[int | None, int | None]:
     """(`seq`, `time` in unix microseconds) of a v2 message frame, each None when absent or invalid."""
     try:
         p = _v2_position_decoder.decode(data).payload
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):
         return None, None
     if p is None:
         return None, None

@@ -21,6 +21,7 @@ Semantics follow https://atproto.com/specs/lexicon:
 from __future__ import annotations
 
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,8 +85,23 @@ def _join(segments: list[str]) -> str:
     return out
 
 
+# A bounded repr: the offending value of a hostile record can be megabytes (or a huge int, whose full repr
+# raises past 4300 digits); only its first characters end up in the message anyway.
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        return f"<integer of {x.bit_length()} bits>" if x.bit_length() > 128 else repr(x)
+
+
+_SHORT_REPR = _ShortRepr()
+_SHORT_REPR.maxlevel = 2
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+_SHORT_REPR.maxlong = 40
+for _attr in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
+    setattr(_SHORT_REPR, _attr, 4)
+
+
 def _show(value: object, limit: int = 64) -> str:
-    text = repr(value)
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
