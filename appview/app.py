@@ -25,7 +25,7 @@ from appview.proxy.lifespan import provide_write_proxy, write_proxy_lifespan
 from appview.settings import AppviewSettings
 from appview.stored_audio import stored_audio_lifespan
 from appview.well_known import did_document
-from appview.xrpc import HANDLERS, upload_audio
+from appview.xrpc import HANDLERS
 from indexer.did_docs import DidDocuments
 from indexer.metrics import Metrics
 
@@ -146,7 +146,6 @@ def create_app(
             did_document,
             audio,
             audio_file,
-            upload_audio.handler,
             *HANDLERS,
             *page_handlers(),
         ],

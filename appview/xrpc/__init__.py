@@ -1,5 +1,6 @@
-"""One module per XRPC method. Each read is a pipeline: skeleton (ids and sort keys from one SQL query),
-hydrate (batched lookups), rules (hide what readers must not see), present (views)."""
+"""One module per XRPC method: reads, the write proxy, audio upload. Each read is a pipeline: skeleton (ids and
+sort keys from one SQL query), hydrate (batched lookups), rules (hide what readers must not see), present
+(views)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from appview.xrpc import (
     repo_put_record,
     repo_upload_blob,
     search_tracks,
+    upload_audio,
 )
 
 HANDLERS: list[ControllerRouterHandler] = [
@@ -46,4 +48,6 @@ HANDLERS: list[ControllerRouterHandler] = [
     repo_delete_record.handler,
     repo_apply_writes.handler,
     repo_upload_blob.handler,
+    # Audio storage (appview/storage).
+    upload_audio.handler,
 ]
