@@ -5,14 +5,10 @@ index seeded through the real fold: load both pages, search, open an artist, ope
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import math
 import socket
-import struct
 import threading
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +36,7 @@ from indexer.synth import (
     uri,
 )
 from tests.api_support import StubResolver, app
+from tests.audio_support import wav_bytes
 from tests.browser import HEIGHT, WIDTH, Page, chromium, chromium_binary, distinct_colours, near, pixel
 from tests.helpers import LIST, PROFILE, TRACK, ingest
 
@@ -52,22 +49,11 @@ ALICE, BOB = make_did(101), make_did(102)
 HOSTILE_TITLE = '<img src=x onerror="window.__pwned=1">Bad Title'
 
 
-def wav_tone(seconds: float = 6.0, rate: int = 8000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        frames = (int(8000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(int(seconds * rate)))
-        w.writeframes(b"".join(struct.pack("<h", f) for f in frames))
-    return buf.getvalue()
-
-
 class AudioCdn:
     """A loopback origin serving one WAV (with byte ranges, as media elements ask for them)."""
 
     def __init__(self) -> None:
-        self.wav = wav_tone()
+        self.wav = wav_bytes(6.0)
         self.gets: list[str] = []
         cdn = self
 
