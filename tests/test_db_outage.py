@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
@@ -40,6 +42,15 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
         timeout=60,
         user=user,
     )
+
+
+def _shut_down(server: Any, pgdata: Path) -> None:
+    """The embedded server's own cleanup stops only the postmaster it started; after a `pg_ctl` restart another
+    one runs on the same data directory, and a test must not leave it behind."""
+    server.cleanup()
+    if (pgdata / "postmaster.pid").exists():
+        with contextlib.suppress(subprocess.SubprocessError):
+            _pg_ctl(pgdata, "stop", "-m", "fast")
 
 
 async def test_writer_survives_postgres_restarts(validator: Validator, caplog: pytest.LogCaptureFixture) -> None:
@@ -89,7 +100,7 @@ async def test_writer_survives_postgres_restarts(validator: Validator, caplog: p
             assert row == (len(items) - 1,)
             got = await state(url)
         finally:
-            server.cleanup()
+            _shut_down(server, pgdata)
 
     # The same events written without interruption give the same index.
     with tempfile.TemporaryDirectory(prefix="plyr-outage-ref-") as tmp:
@@ -178,7 +189,7 @@ async def test_live_index_waits_for_postgres_and_resumes_from_its_cursor(
                     await asyncio.wait_for(proc.wait(), 30)
         got = await state(url)
     finally:
-        server.cleanup()
+        _shut_down(server, pgdata)
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     retries = [line for line in lines if line.get("msg", "").endswith("retrying batch")]
     assert len(retries) >= 3, [line.get("msg") for line in lines][-20:]
@@ -236,4 +247,4 @@ async def test_sigterm_stops_the_indexer_while_the_database_is_down(tmp_path: Pa
                     await proc.wait()
                 await asyncio.to_thread(_pg_ctl, pgdata, "start")
     finally:
-        server.cleanup()
+        _shut_down(server, pgdata)
