@@ -15,18 +15,18 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
-from appview.audio import AudioLocator, audio
-from appview.audio_files import audio_file
+from appview.audio.files import audio_file
+from appview.audio.locator import AudioLocator, audio
+from appview.audio.stored import stored_audio_lifespan
 from appview.context import AppContext
 from appview.errors import xrpc_error_handler
-from appview.identity import DidDocumentResolver, IdentityResolver
 from appview.pages import handlers as page_handlers
 from appview.proxy.lifespan import provide_write_proxy, write_proxy_lifespan
 from appview.settings import AppviewSettings
-from appview.stored_audio import stored_audio_lifespan
 from appview.well_known import did_document
 from appview.xrpc import HANDLERS
-from indexer.did_docs import DidDocuments
+from indexer.atproto.identity.did_docs import DidDocuments
+from indexer.atproto.identity.resolver import DidDocumentResolver, IdentityResolver
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)

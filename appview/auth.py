@@ -19,8 +19,8 @@ from atproto_server.exceptions import (
 )
 
 from appview.errors import XrpcError
-from appview.identity import IdentityResolver
-from indexer.lexicon.formats import is_did
+from indexer.atproto.identity.resolver import IdentityResolver
+from indexer.atproto.lexicon.formats import is_did
 
 SERVICE_ID = "fm_plyr_appview"
 # Tokens a PDS issues for itself, never for a service: accepting them would let a stolen session token act

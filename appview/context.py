@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import AsyncConnectionPool
 
 from appview.auth import ServiceAuth
-from appview.identity import IdentityResolver
 from appview.settings import AppviewSettings
+from indexer.atproto.identity.resolver import IdentityResolver
 
 if TYPE_CHECKING:
-    from appview.audio import AudioLocator
-    from appview.stored_audio import StoredAudio
+    from appview.audio.locator import AudioLocator
+    from appview.audio.stored import StoredAudio
 
 
 class AppContext:
@@ -37,5 +37,5 @@ class AppContext:
         # Small results worth computing once per interval (e.g. network totals), keyed by method.
         self.memo: dict[str, tuple[float, Any]] = {}
         self.memo_lock = asyncio.Lock()
-        # Uploaded audio (store + table); set by appview.stored_audio's lifespan once the store is open.
+        # Uploaded audio (store + table); set by appview.audio.stored's lifespan once the store is open.
         self.stored_audio: StoredAudio | None = None

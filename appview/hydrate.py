@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 from psycopg import AsyncConnection
 
-from appview.audio import is_trusted
+from appview.audio.locator import is_trusted
 from appview.views import INVALID_HANDLE, ActorView, AudioView, TrackView, TrackViewerState
 
 Conn = AsyncConnection[Any]

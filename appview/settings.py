@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from appview.storage.settings import StorageSettings
+from indexer.audio.store.settings import StorageSettings
 
 
 def _origins(value: str | None) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
     uv run python bench/chaos_replay.py [--events 200000] [--kills 20] [--rewinds 2] [--dup-share 0.3] [--seed N]
 
-1. A synthetic capture (`indexer/synth.py`) is replayed once, uninterrupted, into a fresh database: the reference.
+1. A synthetic capture (`bench/synth.py`) is replayed once, uninterrupted, into a fresh database: the reference.
 2. The same capture is replayed into another fresh database by `plyr-appview replay` subprocesses, each SIGKILLed
    at a random point (a random cursor target, then a random delay, so kills land anywhere in a batch: reading,
    folding, committing) and restarted until one finishes.
@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.postgres import admin_url  # noqa: E402
+from bench.synth import workload  # noqa: E402
 from indexer.db import migrate  # noqa: E402
-from indexer.synth import workload  # noqa: E402
 
 ENV = {**os.environ, "PLYR_APPVIEW_RESOLVE_IDENTITIES": "0", "PLYR_APPVIEW_LOG_LEVEL": "WARNING"}
 ENV.pop("DATABASE_URL", None)
@@ -132,7 +132,7 @@ def drop_database(admin_url: str, url: str) -> None:
 
 
 def _argv(db: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "indexer.cli", "--database-url", db, *args]
+    return [sys.executable, "-m", "appview.cli", "--database-url", db, *args]
 
 
 def cli(db: str, *args: str) -> str:

@@ -18,11 +18,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.postgres import admin_url  # noqa: E402
 from bench.replay_bench import make_capture  # noqa: E402
+from indexer.atproto.lexicon import Validator  # noqa: E402
+from indexer.capture.replay import replay_items, replay_source  # noqa: E402
 from indexer.db import migrate  # noqa: E402
 from indexer.fold import sql  # noqa: E402
 from indexer.fold import writer as writer_mod  # noqa: E402
-from indexer.lexicon import Validator  # noqa: E402
-from indexer.replay import replay_items, replay_source  # noqa: E402
 
 TIMINGS: Counter[str] = Counter()
 

@@ -4,7 +4,7 @@
 
 Four processes besides Postgres, as in production:
 - a local Jetstream v1 server sending `--rate` events/s, `time_us` stamped at send time (so the indexer's lag is
-  real). The events are the synthetic workload (`indexer/synth.py`), repeated with fresh DIDs and handles for
+  real). The events are the synthetic workload (`bench/synth.py`), repeated with fresh DIDs and handles for
   each pass, so the index keeps growing;
 - `plyr-appview index --source ws://...` following it;
 - `plyr-appview serve` (`--api-workers` of them, requests spread round-robin);
@@ -60,7 +60,7 @@ _TIME = re.compile(rb'"time_us":\d+')
 
 
 def _base_lines(n: int, seed: int) -> list[bytes]:
-    from indexer.synth import workload
+    from bench.synth import workload
 
     return [msgspec.json.encode(obj) for obj in workload(n, seed=seed)]
 
@@ -335,7 +335,7 @@ def run(
             if time.monotonic() > deadline or not source.is_alive():
                 raise RuntimeError("the source did not start")
             time.sleep(0.1)
-        cli = [sys.executable, "-m", "indexer.cli", "--database-url", db]
+        cli = [sys.executable, "-m", "appview.cli", "--database-url", db]
         api_ports = [_free_port() for _ in range(api_workers)]
         for port in api_ports:
             procs.append(

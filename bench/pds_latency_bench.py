@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.postgres import admin_url  # noqa: E402
+from indexer.atproto.identity.did_docs import DidDocuments  # noqa: E402
+from indexer.atproto.lexicon import Validator  # noqa: E402
 from indexer.db import migrate  # noqa: E402
-from indexer.did_docs import DidDocuments  # noqa: E402
 from indexer.firehose.source import FirehoseSource  # noqa: E402
 from indexer.fold.writer import BatchWriter  # noqa: E402
-from indexer.lexicon import Validator  # noqa: E402
-from indexer.repo_sync import RepoMarker  # noqa: E402
+from indexer.sync.marks import RepoMarker  # noqa: E402
 from tests.pds.server import running_pds, unavailable  # noqa: E402
 
 

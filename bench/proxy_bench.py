@@ -61,7 +61,7 @@ async def measure(db: str, writes: int, warmup: int) -> tuple[list[float], list[
             "PLYR_APPVIEW_LOG_LEVEL": "WARNING",
         }
         server = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "indexer.cli", "--database-url", db, "serve", "--port", str(port)],
+            *[sys.executable, "-m", "appview.cli", "--database-url", db, "serve", "--port", str(port)],
             env=env,
             stderr=asyncio.subprocess.DEVNULL,
         )

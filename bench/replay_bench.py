@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.postgres import admin_url  # noqa: E402
-from indexer.synth import workload  # noqa: E402
+from bench.synth import workload  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 
@@ -50,9 +50,9 @@ def make_capture(n: int) -> Path:
 
 
 async def run_ours(db: str, capture: Path, limit: int, own_audio_host: str | None = None) -> dict[str, float]:
+    from indexer.atproto.lexicon import Validator
+    from indexer.capture.replay import replay_items, replay_source
     from indexer.fold.writer import BatchWriter
-    from indexer.lexicon import Validator
-    from indexer.replay import replay_items, replay_source
 
     validator = Validator.load()
     started = time.perf_counter()
@@ -80,9 +80,9 @@ async def run_naive(db: str, capture: Path, limit: int) -> dict[str, float]:
     """One event, one await, one autocommitted statement pair; validation and parsing as ours."""
     import hashlib
 
-    from indexer.capture_file import iter_capture
+    from indexer.atproto.lexicon import Validator
+    from indexer.capture.files import iter_capture
     from indexer.jetstream.parse import parse_v1
-    from indexer.lexicon import Validator
 
     validator = Validator.load()
     n = 0

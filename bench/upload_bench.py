@@ -78,7 +78,7 @@ def serve(db: str, port: int, did_key: str) -> None:
 
     from appview.app import create_app
     from appview.settings import AppviewSettings
-    from appview.storage import StorageSettings
+    from indexer.audio.store import StorageSettings
 
     class Resolver:
         async def signing_key(self, did: str, *, fresh: bool = False) -> str | None:

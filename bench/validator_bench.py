@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from indexer.lexicon import Validator
+from indexer.atproto.lexicon import Validator
 
 DID = "did:plc:z72i7hdynmk6r22z27h6tvur"
 TRACK_URI = f"at://{DID}/fm.plyr.track/3lbyvyjw5fk2n"

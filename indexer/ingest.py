@@ -6,14 +6,14 @@ import logging
 
 import psycopg
 
-from indexer.config import Settings
-from indexer.did_docs import DidDocuments
+from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.firehose.source import FirehoseSource
 from indexer.firehose.source import source_name as firehose_source_name
 from indexer.fold.writer import BatchWriter
 from indexer.jetstream.source import JetstreamSource, parse_endpoint
 from indexer.metrics import Metrics
-from indexer.repo_sync import RepoMarker
+from indexer.settings import Settings
+from indexer.sync.marks import RepoMarker
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import wave
 from typing import Any
 
 from appview.settings import AppviewSettings
-from indexer.synth import make_did
+from bench.synth import make_did
 from tests.api_support import Keypair, StubResolver, service_jwt
 
 UPLOAD = "fm.plyr.uploadAudio"

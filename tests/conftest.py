@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from indexer.atproto.lexicon import Validator
 from indexer.db import migrate
-from indexer.lexicon import Validator
 
 TEMPLATE = "plyr_test_template"
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 
+from indexer.atproto.lexicon import Validator
 from indexer.events import Item
 from indexer.fold.writer import BatchWriter, WriteStats
-from indexer.lexicon import Validator
 from indexer.status import status
 
 TRACK = "fm.plyr.track"

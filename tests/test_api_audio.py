@@ -13,8 +13,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from appview.settings import AppviewSettings
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, account, commit, make_cid, make_did, make_tid, track_record
+from bench.synth import BASE_US, account, commit, make_cid, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
 from tests.api_support import StubResolver, app
 from tests.helpers import TRACK, ingest
 

@@ -26,9 +26,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from appview.app import create_app
 from appview.settings import AppviewSettings
-from appview.storage import StorageSettings
-from indexer.lexicon import Validator
-from indexer.synth import (
+from bench.synth import (
     BASE_US,
     comment_record,
     commit,
@@ -41,6 +39,8 @@ from indexer.synth import (
     track_record,
     uri,
 )
+from indexer.atproto.lexicon import Validator
+from indexer.audio.store import StorageSettings
 from tests.api_support import SERVICE_DID, Keypair, StubResolver, service_jwt
 from tests.helpers import COMMENT, LIKE, LIST, TRACK, ingest
 from tests.proxy_support import Seen, StubPds, json_reply

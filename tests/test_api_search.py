@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record, uri
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record, uri
+from indexer.atproto.lexicon import Validator
 from tests.api_support import app
 from tests.helpers import TRACK, ingest, rows
 
@@ -82,7 +82,7 @@ async def test_like_and_regex_characters_are_literal(db_url: str, validator: Val
 
 
 async def test_search_hides_inactive_and_rejects_bad_input(db_url: str, validator: Validator) -> None:
-    from indexer.synth import account
+    from bench.synth import account
 
     await ingest(db_url, validator, [track(1, "Echo"), account(ALICE, False, "suspended", seq=1, micros=BASE_US)])
     async with AsyncTestClient(app=app(db_url)) as client:

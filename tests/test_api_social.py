@@ -6,8 +6,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from indexer.lexicon import Validator
-from indexer.synth import (
+from bench.synth import (
     BASE_US,
     account,
     comment_record,
@@ -22,6 +21,7 @@ from indexer.synth import (
     track_record,
     uri,
 )
+from indexer.atproto.lexicon import Validator
 from tests.api_support import app
 from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, account, commit, identity, make_did, make_tid, track_record, uri
+from bench.synth import BASE_US, account, commit, identity, make_did, make_tid, track_record, uri
+from indexer.atproto.lexicon import Validator
 from tests.api_support import app
 from tests.helpers import TRACK, ingest
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
-from indexer.lexicon import Validator
+from bench.synth import commit, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
 from indexer.metrics import Metrics
-from indexer.synth import commit, make_did, make_tid, track_record
 from tests.helpers import TRACK, ingest
 
 

@@ -20,11 +20,11 @@ from litestar.testing import AsyncTestClient
 from moto.server import ThreadedMotoServer
 
 from appview.app import create_app
-from appview.storage import StorageSettings, audio_key
-from appview.storage.s3 import S3AudioStore
-from indexer.audit_audio import audit
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
+from indexer.audio.audit import audit
+from indexer.audio.store import StorageSettings, audio_key
+from indexer.audio.store.s3 import S3AudioStore
 from tests.audio_support import UPLOAD, Uploader, settings_with, wav_bytes, wav_header
 from tests.helpers import TRACK, ingest, one
 

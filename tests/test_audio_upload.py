@@ -19,12 +19,12 @@ import uvicorn
 from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
-from appview.storage import StorageSettings
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
+from indexer.audio.store import StorageSettings
 from indexer.fold.writer import BatchWriter
-from indexer.lexicon import Validator
 from indexer.metrics import Metrics
 from indexer.status import state_hash
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record
 from tests.api_support import StubResolver
 from tests.audio_support import UPLOAD, Uploader, flac_bytes, mp3_bytes, settings_with, wav_bytes
 from tests.helpers import TRACK, ingest, one, rows

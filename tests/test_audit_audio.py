@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from appview.storage import audio_key
-from appview.storage.local import LocalAudioStore
-from indexer.audit_audio import _delete_orphan, audit, parse_duration
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
+from indexer.audio.audit import _delete_orphan, audit, parse_duration
+from indexer.audio.store import audio_key
+from indexer.audio.store.local import LocalAudioStore
 from tests.audio_support import wav_bytes
 from tests.helpers import TRACK, ingest, one, rows_exec
 
@@ -127,7 +127,7 @@ async def test_cli_prints_json(db_url: str, validator: Validator, store: LocalAu
     await ingest(db_url, validator, [track(1, OURS + missing)])
     env = {**os.environ, "PLYR_APPVIEW_AUDIO_DIR": str(store.root), "PLYR_APPVIEW_PUBLIC_HOST": HOST}
     env.pop("S3_BUCKET", None)
-    cmd = [sys.executable, "-m", "indexer.cli", "--database-url", db_url, "audit-audio"]
+    cmd = [sys.executable, "-m", "appview.cli", "--database-url", db_url, "audit-audio"]
     refused = await asyncio.to_thread(
         subprocess.run, [*cmd, "--delete-orphans"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -149,7 +149,7 @@ async def test_cli_prints_json(db_url: str, validator: Validator, store: LocalAu
 
 
 def test_which_urls_are_ours() -> None:
-    from indexer.audio_refs import own_sha256
+    from indexer.audio.refs import own_sha256
 
     sha = "ab" * 32
     assert own_sha256(f"https://api.plyr.test/audio-files/{sha}", HOST) == sha

@@ -16,9 +16,9 @@ from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
 from appview.auth import MAX_LIFETIME_SECONDS, ReplayCache, ServiceAuth
-from appview.storage import StorageSettings
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record, uri
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record, uri
+from indexer.atproto.lexicon import Validator
+from indexer.audio.store import StorageSettings
 from tests.api_support import SERVICE_DID, Keypair, StubResolver, service_jwt
 from tests.audio_support import UPLOAD, settings_with, wav_bytes
 from tests.helpers import TRACK, ingest

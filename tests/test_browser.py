@@ -21,9 +21,7 @@ import uvicorn
 
 from appview import api_doc
 from appview.settings import AppviewSettings
-from indexer.events import Malformed
-from indexer.lexicon import Validator
-from indexer.synth import (
+from bench.synth import (
     BASE_US,
     commit,
     identity,
@@ -35,6 +33,8 @@ from indexer.synth import (
     track_record,
     uri,
 )
+from indexer.atproto.lexicon import Validator
+from indexer.events import Malformed
 from tests.api_support import StubResolver, app
 from tests.audio_support import wav_bytes
 from tests.browser import HEIGHT, WIDTH, Page, chromium, chromium_binary, distinct_colours, near, pixel

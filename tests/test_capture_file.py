@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from indexer.capture_file import (
+from indexer.capture.files import (
     MAX_FRAME_BYTES,
     capture,
     capture_kind,

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from bench.chaos_replay import capture_lines, run, variant_lines
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_tid, track_record
+from bench.synth import BASE_US, commit, make_tid, track_record
+from indexer.atproto.lexicon import Validator
 from tests.helpers import TRACK, ingest, rows
 
 

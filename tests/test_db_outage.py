@@ -17,13 +17,13 @@ import msgspec
 import psycopg
 import pytest
 
+from bench.synth import workload
+from indexer.atproto.lexicon import Validator
 from indexer.db import migrate
 from indexer.events import Item
 from indexer.fold.writer import BatchWriter
 from indexer.jetstream.parse import parse_v1
-from indexer.lexicon import Validator
 from indexer.metrics import Metrics
-from indexer.synth import workload
 from tests.helpers import state
 
 
@@ -160,7 +160,7 @@ async def test_live_index_waits_for_postgres_and_resumes_from_its_cursor(
         async with JetstreamServer(events, rate=300).running() as js:
             with log_path.open("wb") as log_file:
                 proc = await asyncio.create_subprocess_exec(
-                    *[sys.executable, "-m", "indexer.cli", "--database-url", url, "index", "--source", js.url],
+                    *[sys.executable, "-m", "appview.cli", "--database-url", url, "index", "--source", js.url],
                     env=ENV,
                     stdout=subprocess.DEVNULL,
                     stderr=log_file,
@@ -224,7 +224,7 @@ async def test_sigterm_stops_the_indexer_while_the_database_is_down(tmp_path: Pa
         migrate.upgrade(url)
         async with JetstreamServer(list(workload(20_000, seed=3)), rate=2000).running() as js:
             proc = await asyncio.create_subprocess_exec(
-                *[sys.executable, "-m", "indexer.cli", "--database-url", url, "index", "--source", js.url],
+                *[sys.executable, "-m", "appview.cli", "--database-url", url, "index", "--source", js.url],
                 env=ENV,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

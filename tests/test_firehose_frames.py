@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from indexer.atproto.repo.car import cid_str
 from indexer.events import Checkpoint, Event, Malformed
 from indexer.firehose import Control, decode_frame, verify_commit
-from indexer.firehose.car import cid_str
 from tests.test_firehose_support import (
     T0,
     T0_US,

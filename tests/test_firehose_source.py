@@ -14,12 +14,12 @@ import libipld
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from indexer.did_docs import DidDocuments, did_web_url, handle_of, pds_endpoint
+from indexer.atproto.identity.did_docs import DidDocuments, did_web_url, handle_of, pds_endpoint
+from indexer.atproto.lexicon import Validator
 from indexer.events import Checkpoint, Event, Malformed
 from indexer.firehose.source import FirehoseError, FirehoseSource, parse_firehose_url
 from indexer.fold.writer import BatchWriter
-from indexer.lexicon import Validator
-from indexer.repo_sync import RepoMarker
+from indexer.sync.marks import RepoMarker
 from tests.helpers import rows
 from tests.test_firehose_support import FakeRepo, Key, Op, make_frame
 

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from indexer.firehose.car import DAG_CBOR_SHA256_PREFIX
+from indexer.atproto.repo.car import DAG_CBOR_SHA256_PREFIX
+from indexer.atproto.repo.signatures import unsigned_commit_bytes
 from indexer.firehose.frames import iter_capture
-from indexer.firehose.verify import unsigned_commit_bytes
 
 REFERENCE = Path(os.environ.get("PLYR_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 CORPUS = REFERENCE / "corpus"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.lexicon import Validator
-from indexer.synth import (
+from bench.synth import (
     account,
     comment_record,
     commit,
@@ -19,6 +18,7 @@ from indexer.synth import (
     track_record,
     uri,
 )
+from indexer.atproto.lexicon import Validator
 from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest, one, rows, rows_exec, state
 
 ALICE = make_did(1)

@@ -143,7 +143,7 @@ def test_dag_cbor_records_are_judged() -> None:
     "value", [10**5000, [[list(range(50))] * 50] * 200, "x" * 1_000_000], ids=["huge-int", "big-list", "long-string"]
 )
 def test_offending_values_are_quoted_briefly(value: object) -> None:
-    from indexer.lexicon import Validator
+    from indexer.atproto.lexicon import Validator
 
     started = time.perf_counter()
     invalid = Validator.load().validate("fm.plyr.like", "3lrnqk7qs2222", {"$type": value})

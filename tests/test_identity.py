@@ -11,9 +11,9 @@ from litestar import Litestar, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
-from indexer.identity import ResolvingVerifier, TrustingVerifier
-from indexer.lexicon import Validator
-from indexer.synth import commit, identity, make_did, make_tid, track_record
+from bench.synth import commit, identity, make_did, make_tid, track_record
+from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
+from indexer.atproto.lexicon import Validator
 from tests.helpers import TRACK, ingest, one, rows
 from tests.test_up import free_port
 
@@ -126,7 +126,7 @@ async def test_trusting_verifier_takes_valid_handles_as_is() -> None:
 
 async def test_actors_never_introduced_get_a_verified_handle(db_url: str, validator: Validator) -> None:
     from indexer.fold.writer import BatchWriter
-    from indexer.handles import introduce_round
+    from indexer.sync.introduce import introduce_round
 
     bob = make_did(3)
     await ingest(
@@ -154,7 +154,7 @@ async def test_actors_never_introduced_get_a_verified_handle(db_url: str, valida
 
 
 async def test_failed_resolutions_are_remembered_briefly() -> None:
-    from indexer.did_docs import DidDocuments, DidResolutionError
+    from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 
     directory = docs()
     async with plc_directory(directory) as plc:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.lexicon import (
+from indexer.atproto.lexicon import (
     FORMATS,
     is_at_identifier,
     is_at_uri,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.lexicon import Invalid, LexiconError, Validator, default_directory, load_documents
+from indexer.atproto.lexicon import Invalid, LexiconError, Validator, default_directory, load_documents
 
 DID = "did:plc:xbtmt2zjwlrfegqvch7fboei"
 OTHER_DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"

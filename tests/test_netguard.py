@@ -1,4 +1,4 @@
-"""The outbound guard (indexer.netguard): which addresses and URLs are refused, that the guarded client checks
+"""The outbound guard (indexer.atproto.netguard): which addresses and URLs are refused, that the guarded client checks
 the addresses a name resolves to at connect time, and that did:web documents on private hosts are refused
 unless allowed."""
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from indexer.did_docs import DidDocuments, DidResolutionError
-from indexer.netguard import ForbiddenHost, NetGuard, address_refusal, guarded_client
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.netguard import ForbiddenHost, NetGuard, address_refusal, guarded_client
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ import libipld
 import pytest
 import zstandard
 
-from indexer.did_docs import DidDocuments
+from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.events import Event, Malformed
 from indexer.firehose.source import FirehoseSource
 from tests.pds.harness import ENV, NOW, cli, scalar
@@ -94,7 +94,7 @@ async def test_firehose_backfill_and_jetstream_replay_agree(tmp_path: Path, db_f
         live = db_factory()
         source = f"firehose:127.0.0.1:{pds.port}"
         proc = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "indexer.cli", "--database-url", live, "index"],
+            *[sys.executable, "-m", "appview.cli", "--database-url", live, "index"],
             *["--source", f"firehose:ws://127.0.0.1:{pds.port}"],
             env=env,
             stderr=asyncio.subprocess.PIPE,

@@ -8,10 +8,10 @@ import pytest
 
 from appview.proxy import fold as proxy_fold
 from appview.proxy.fold import ProxyFold, commit_event
+from bench.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
+from indexer.atproto.lexicon import Validator
 from indexer.events import Event
-from indexer.lexicon import Validator
 from indexer.metrics import Metrics
-from indexer.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
 from tests.helpers import LIKE, TRACK, ingest, rows, state
 
 

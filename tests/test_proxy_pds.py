@@ -44,7 +44,7 @@ async def index_firehose(pds: Pds, db: str, env: dict[str, str]) -> None:
         f"INSERT INTO cursors (source, cursor, updated_at) VALUES ('{source}', 0, now()) ON CONFLICT DO NOTHING",
     )
     proc = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "indexer.cli", "--database-url", db, "index"],
+        *[sys.executable, "-m", "appview.cli", "--database-url", db, "index"],
         *["--source", f"firehose:ws://127.0.0.1:{pds.port}"],
         env=env,
         stderr=asyncio.subprocess.PIPE,

@@ -17,9 +17,9 @@ import pytest
 
 from appview.app import create_app
 from appview.settings import AppviewSettings
-from indexer.lexicon import Validator
+from bench.synth import BASE_US, identity, make_did, track_record
+from indexer.atproto.lexicon import Validator
 from indexer.metrics import Metrics
-from indexer.synth import BASE_US, identity, make_did, track_record
 from tests.api_support import StubResolver
 from tests.helpers import ingest, rows, rows_exec
 from tests.proxy_support import Seen, StubPds, json_reply, serve_app

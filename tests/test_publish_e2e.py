@@ -25,8 +25,8 @@ from moto.server import ThreadedMotoServer
 
 from appview.app import create_app
 from appview.settings import AppviewSettings
-from appview.storage import StorageSettings, open_store
-from indexer.audit_audio import audit
+from indexer.audio.audit import audit
+from indexer.audio.store import StorageSettings, open_store
 from tests.audio_support import UPLOAD, wav_bytes
 from tests.pds.harness import NOW
 from tests.pds.server import running_pds, unavailable

@@ -14,7 +14,7 @@ import msgspec
 import psycopg
 import zstandard
 
-from indexer.synth import workload
+from bench.synth import workload
 
 ENV = {**os.environ, "PLYR_APPVIEW_RESOLVE_IDENTITIES": "0", "PLYR_APPVIEW_LOG_LEVEL": "WARNING"}
 
@@ -27,7 +27,7 @@ def write_capture(path: Path, n: int, seed: int = 7) -> None:
 
 def cli(db_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", "--database-url", db_url, *args],
+        [sys.executable, "-m", "appview.cli", "--database-url", db_url, *args],
         env=ENV,
         capture_output=True,
         text=True,
@@ -119,7 +119,7 @@ def test_kill_mid_replay_and_resume_equals_uninterrupted(tmp_path: Path, db_fact
             [
                 sys.executable,
                 "-m",
-                "indexer.cli",
+                "appview.cli",
                 "--database-url",
                 db,
                 "replay",

@@ -21,10 +21,10 @@ import msgspec
 import psycopg
 from websockets.asyncio.server import ServerConnection, serve
 
+from bench.synth import BASE_US, workload
+from indexer.atproto.lexicon import Validator
 from indexer.fold.writer import BatchWriter
 from indexer.jetstream.parse import parse_v1
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, workload
 from tests.helpers import state
 
 ENV = {
@@ -107,7 +107,7 @@ async def test_cut_and_silent_sources_reconnect_with_backoff_without_spinning(
     figures: dict[str, Any] = {}
     async with js.running():
         proc = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "indexer.cli", "--database-url", db, "index", "--source", js.url],
+            *[sys.executable, "-m", "appview.cli", "--database-url", db, "index", "--source", js.url],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "index.log").open("wb"),

@@ -21,10 +21,10 @@ from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
 from appview.settings import AppviewSettings
-from appview.storage import StorageSettings
-from indexer.did_docs import DidDocuments, DidResolutionError
-from indexer.netguard import ForbiddenHost, NetGuard, guarded_client
-from indexer.synth import make_did, track_record
+from bench.synth import make_did, track_record
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
+from indexer.audio.store import StorageSettings
 from tests.api_support import Keypair, StubResolver, service_jwt
 
 ALICE = make_did(71)

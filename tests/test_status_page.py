@@ -13,9 +13,9 @@ from litestar.testing import AsyncTestClient
 
 from appview.pages import status_data
 from appview.pages.status_data import snapshot
+from bench.synth import BASE_US, commit, make_did, make_tid, track_record
+from indexer.atproto.lexicon import Validator
 from indexer.events import Malformed
-from indexer.lexicon import Validator
-from indexer.synth import BASE_US, commit, make_did, make_tid, track_record
 from tests.api_support import app
 from tests.helpers import TRACK, ingest, rows_exec
 

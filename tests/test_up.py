@@ -17,7 +17,7 @@ import httpx
 import msgspec
 import zstandard
 
-from indexer.synth import workload
+from bench.synth import workload
 from tests.jetstream_server import JetstreamServer
 
 ENV = {**os.environ, "PLYR_APPVIEW_RESOLVE_IDENTITIES": "0", "PLYR_APPVIEW_BATCH_SECONDS": "0.2"}
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def status(db_url: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", "--database-url", db_url, "status", "--json"],
+        [sys.executable, "-m", "appview.cli", "--database-url", db_url, "status", "--json"],
         env=ENV,
         capture_output=True,
         text=True,
@@ -73,7 +73,7 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         cmd = [
             sys.executable,
             "-m",
-            "indexer.cli",
+            "appview.cli",
             "--database-url",
             live,
             "up",
@@ -125,7 +125,7 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
     replayed = db_factory()
     await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "indexer.cli", "--database-url", replayed, "replay", str(capture), "--no-progress"],
+        [sys.executable, "-m", "appview.cli", "--database-url", replayed, "replay", str(capture), "--no-progress"],
         env=ENV,
         check=True,
         capture_output=True,
@@ -141,7 +141,7 @@ async def test_capture_then_replay_equals_live(tmp_path: Path, db_factory: Any) 
         cmd = [
             sys.executable,
             "-m",
-            "indexer.cli",
+            "appview.cli",
             "capture",
             "--source",
             js.url,
@@ -160,7 +160,7 @@ async def test_capture_then_replay_equals_live(tmp_path: Path, db_factory: Any) 
 
     def replay() -> None:
         subprocess.run(
-            [sys.executable, "-m", "indexer.cli", "--database-url", db, "replay", str(out), "--no-progress"],
+            [sys.executable, "-m", "appview.cli", "--database-url", db, "replay", str(out), "--no-progress"],
             env=ENV,
             check=True,
             capture_output=True,

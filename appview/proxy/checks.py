@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from appview.errors import XrpcError
 from appview.proxy.schemas import Record
+from indexer.atproto.lexicon import Validator, is_cid, is_did, is_handle, is_nsid, is_record_key
 from indexer.events import COLLECTION_PREFIX
-from indexer.lexicon import Validator, is_cid, is_did, is_handle, is_nsid, is_record_key
 
 # Stands in for the TID the PDS will pick when a create names no rkey: the record is checked against the key
 # rule it will be stored under (a `literal:self` collection cannot be written without its literal key).

@@ -24,10 +24,10 @@ from typing import Any, Literal
 
 import psycopg
 
+from indexer.atproto.lexicon import Validator
 from indexer.events import Event
 from indexer.fold import sql
 from indexer.fold.writer import BatchWriter
-from indexer.lexicon import Validator
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 
-from appview.identity import IdentityResolver
 from appview.proxy.fold import ProxyFold
 from appview.proxy.service import WriteProxy
 from appview.settings import AppviewSettings
-from indexer.lexicon import Validator
+from indexer.atproto.identity.resolver import IdentityResolver
+from indexer.atproto.lexicon import Validator
+from indexer.atproto.netguard import NetGuard
 from indexer.metrics import Metrics
-from indexer.netguard import NetGuard
 
 
 def write_proxy_lifespan(

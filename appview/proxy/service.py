@@ -20,7 +20,6 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from appview.errors import XrpcError
-from appview.identity import IdentityResolver
 from appview.proxy import checks
 from appview.proxy.fold import Operation, ProxyFold, commit_event
 from appview.proxy.schemas import (
@@ -41,10 +40,11 @@ from appview.proxy.schemas import (
     WriteUpdate,
 )
 from appview.proxy.upstream import Forwarder, UpstreamOk
+from indexer.atproto.identity.resolver import IdentityResolver
+from indexer.atproto.lexicon import Validator, is_cid, is_did, is_record_key, is_tid
+from indexer.atproto.netguard import ForbiddenHost, NetGuard
 from indexer.events import Event
-from indexer.lexicon import Validator, is_cid, is_did, is_record_key, is_tid
 from indexer.metrics import Metrics
-from indexer.netguard import ForbiddenHost, NetGuard
 
 log = logging.getLogger(__name__)
 

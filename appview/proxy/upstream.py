@@ -1,7 +1,7 @@
 """Forwarding to a user's PDS and mapping what comes back to XRPC answers.
 
 One shared httpx client (pooled keep-alive connections, no redirects, connections opened only to checked
-addresses: indexer.netguard). The caller's credentials pass through untouched; the headers an OAuth client needs
+addresses: indexer.atproto.netguard). The caller's credentials pass through untouched; the headers an OAuth client needs
 to retry (`DPoP-Nonce`, `WWW-Authenticate`) come back with every answer, success or error.
 """
 
@@ -19,8 +19,8 @@ import httpx
 import msgspec
 
 from appview.errors import XrpcError
+from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
 from indexer.metrics import Metrics
-from indexer.netguard import ForbiddenHost, NetGuard, guarded_client
 
 log = logging.getLogger(__name__)
 

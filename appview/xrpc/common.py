@@ -15,7 +15,7 @@ from appview.cursor import Position
 from appview.errors import XrpcError
 from appview.hydrate import ActorRow, Conn
 from appview.views import ErrorOutput
-from indexer.lexicon.formats import is_at_uri, is_did, is_handle
+from indexer.atproto.lexicon.formats import is_at_uri, is_did, is_handle
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size (1-100).")]
 Cursor = Annotated[str | None, QueryParameter(max_length=512, description="Opaque cursor from the previous page.")]

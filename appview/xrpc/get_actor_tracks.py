@@ -24,7 +24,7 @@ from appview.xrpc.common import (
     respond,
     viewer_of,
 )
-from indexer.lexicon.formats import is_did
+from indexer.atproto.lexicon.formats import is_did
 
 NSID = "fm.plyr.getActorTracks"
 

@@ -3,7 +3,7 @@
 The body is the raw file (`Content-Type: audio/*`), authorised by a service-auth JWT (`lxm` = this method),
 exactly as for reads. The file is never held in memory: it is streamed to a spool file while being hashed and
 counted (refused as soon as it passes the size limit, and up front when Content-Length already says so), then
-checked by mutagen (appview/audio_probe.py), then stored under `audio/<sha256>` unless those bytes are already
+checked by mutagen (indexer/audio/probe.py), then stored under `audio/<sha256>` unless those bytes are already
 there. The spool file is removed whatever happens, so an interrupted upload leaves no object, no row and no
 file.
 """
@@ -25,12 +25,12 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
 
-from appview.audio_probe import InvalidAudio, kind_of, probe
 from appview.context import AppContext
 from appview.errors import XrpcError
-from appview.storage import audio_key
 from appview.views import ErrorOutput
-from indexer.audio_refs import audio_url
+from indexer.audio.probe import InvalidAudio, kind_of, probe
+from indexer.audio.refs import audio_url
+from indexer.audio.store import audio_key
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ import libipld
 import msgspec
 import zstandard
 
+from indexer.atproto.lexicon import Validator
 from indexer.events import Checkpoint, Event, Malformed
 from indexer.firehose.frames import Control, decode_frame
 from indexer.jetstream.parse import DecompressError, Decompressor, StreamNotice, parse_v1, parse_v2
 from indexer.jetstream.zstd_dict import load_v1_dict
-from indexer.lexicon import Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT.parent / "shared" / "reference" / "corpus"
@@ -357,7 +357,7 @@ def _corpus_lines() -> Iterator[bytes]:
 
 
 def _synth_lines(n: int) -> list[bytes]:
-    from indexer.synth import workload
+    from bench.synth import workload
 
     return [msgspec.json.encode(obj) for obj in workload(n, seed=99)]
 

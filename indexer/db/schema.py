@@ -276,7 +276,7 @@ audio_flags = Table(
 
 # Reference counts of stored audio: the digest in a track's audioUrl path `/audio-files/<sha256>`, whatever the
 # host (a foreign host using the same path only makes us keep an object longer). Same expression as
-# indexer/audio_refs.py and migration 0005.
+# indexer/audio/refs.py and migration 0005.
 Index(
     "tracks_audio_sha256_idx",
     # Spelled as Postgres prints it back, so migrations and this declaration compare equal.

@@ -1,7 +1,7 @@
 """Raw firehose (`com.atproto.sync.subscribeRepos`): frame decoding, repo CARs and MSTs, commit signatures,
 and conversion of frame captures to Jetstream v1 JSON lines."""
 
-from indexer.firehose.car import (
+from indexer.atproto.repo.car import (
     CarError,
     RecordError,
     RepoCar,
@@ -10,6 +10,7 @@ from indexer.firehose.car import (
     read_repo_car,
     record_to_json,
 )
+from indexer.atproto.repo.signatures import SigningKeyError, parse_signing_key, verify_commit, verify_commit_with_key
 from indexer.firehose.commit import CommitVerifier
 from indexer.firehose.convert import ConvertStats, convert
 from indexer.firehose.frames import (
@@ -21,7 +22,6 @@ from indexer.firehose.frames import (
     decode_frame,
     iter_capture,
 )
-from indexer.firehose.verify import SigningKeyError, parse_signing_key, verify_commit, verify_commit_with_key
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",

@@ -25,8 +25,7 @@ from typing import Any, TypeGuard
 
 import libipld
 
-from indexer.events import Event, Malformed, Operation, parse_time_us
-from indexer.firehose.car import (
+from indexer.atproto.repo.car import (
     MAX_RECORD_BYTES,
     CarError,
     RecordError,
@@ -36,6 +35,7 @@ from indexer.firehose.car import (
     mst_lookup,
     record_to_json,
 )
+from indexer.events import Event, Malformed, Operation, parse_time_us
 
 # (did, commit object) -> None if the signature is good, else a reason.
 CommitVerifier = Callable[[str, dict[str, Any]], str | None]

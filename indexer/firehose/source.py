@@ -34,11 +34,11 @@ import libipld
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from indexer.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.repo.signatures import verify_commit_with_key
 from indexer.events import Checkpoint, Event, Item, Malformed, is_relevant_collection
 from indexer.firehose.commit import malformed
 from indexer.firehose.frames import DEFAULT_MAX_FRAME_BYTES, Control, Decoded, decode_frame
-from indexer.firehose.verify import verify_commit_with_key
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class FirehoseError(Exception):
 
 
 class Marker(Protocol):
-    """Where repo marks go; `indexer.repo_sync.RepoMarker` writes them to `repo_sync`."""
+    """Where repo marks go; `indexer.sync.marks.RepoMarker` writes them to `repo_sync`."""
 
     async def mark(self, did: str, reason: str) -> None: ...
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
+from indexer.atproto.lexicon import Validator
+from indexer.atproto.lexicon.formats import is_cid, is_did, is_handle, is_nsid, is_record_key, is_tid
 from indexer.events import Event, Malformed, is_relevant_collection
-from indexer.lexicon import Validator
-from indexer.lexicon.formats import is_cid, is_did, is_handle, is_nsid, is_record_key, is_tid
 
 _encode = msgspec.json.Encoder().encode
 

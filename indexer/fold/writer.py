@@ -24,12 +24,12 @@ from typing import Any
 
 import psycopg
 
-from indexer import audio_refs
+from indexer.atproto.identity.handles import HandleVerifier, TrustingVerifier
+from indexer.atproto.lexicon import Validator
+from indexer.audio import refs as audio_refs
 from indexer.events import Checkpoint, Event, Item, Malformed
 from indexer.fold import sql
 from indexer.fold.rows import EventRow, Rejected, RejectionRow, event_row, malformed_row, rejection
-from indexer.identity import HandleVerifier, TrustingVerifier
-from indexer.lexicon import Validator
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)

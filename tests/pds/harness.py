@@ -21,7 +21,7 @@ ENV = {
     "PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS": "1",
 }
 NOW = "2026-11-23T10:00:00.000Z"
-CLI = (sys.executable, "-m", "indexer.cli")
+CLI = (sys.executable, "-m", "appview.cli")
 
 
 def cli(env: dict[str, str], *args: str) -> dict[str, Any]:

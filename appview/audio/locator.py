@@ -23,10 +23,10 @@ from litestar.params import FromPath
 
 from appview.context import AppContext
 from appview.errors import XrpcError
-from appview.identity import IdentityResolver
 from appview.views import ErrorOutput
-from indexer.audio_refs import own_origin, own_sha256
-from indexer.lexicon.formats import is_did, is_record_key
+from indexer.atproto.identity.resolver import IdentityResolver
+from indexer.atproto.lexicon.formats import is_did, is_record_key
+from indexer.audio.refs import own_origin, own_sha256
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from indexer.did_docs import DidDocuments, DidResolutionError, handle_of
-from indexer.lexicon.formats import is_handle
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError, handle_of
+from indexer.atproto.lexicon.formats import is_handle
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ HandleResolver = Callable[[str], Awaitable[str | None]]
 
 
 class ResolvingVerifier:
-    """Documents come from the shared DID document cache (PLC directory or did:web, indexer.did_docs); handles
-    resolve with the `atproto` SDK (DNS TXT, then HTTPS well-known). `resolve_handle` can be replaced, e.g. for
-    a private DNS setup."""
+    """Documents come from the shared DID document cache (PLC directory or did:web,
+    indexer.atproto.identity.did_docs); handles resolve with the `atproto` SDK (DNS TXT, then HTTPS
+    well-known). `resolve_handle` can be replaced, e.g. for a private DNS setup."""
 
     def __init__(
         self,

@@ -30,8 +30,8 @@ from typing import Any
 import msgspec
 import regex
 
-from indexer.lexicon.formats import FORMATS, is_cid, is_nsid, is_record_key, is_tid
-from indexer.lexicon.loader import Document, LexiconError, load_documents
+from indexer.atproto.lexicon.formats import FORMATS, is_cid, is_nsid, is_record_key, is_tid
+from indexer.atproto.lexicon.loader import Document, LexiconError, load_documents
 
 __all__ = ["Invalid", "Validator"]
 

@@ -2,7 +2,7 @@
 
 - dangling: live tracks whose audioUrl is ours (`https://<public host>/audio-files/<sha256>`) but whose object is
   not in storage; checked against the store itself, not only the `audio_objects` table;
-- orphans: objects in storage that no track references (by path, whatever the host: see indexer/audio_refs.py);
+- orphans: objects in storage that no track references (by path, whatever the host: see indexer/audio/refs.py);
 - unstored: `audio_objects` rows whose object is gone (playback would redirect to nothing).
 
 `--delete-orphans --older-than D` deletes orphans whose object and last upload are both older than D (an upload
@@ -23,8 +23,8 @@ from typing import Any
 import msgspec
 import psycopg
 
-from appview.storage import AudioStore, audio_key, sha256_of_key
-from indexer import audio_refs
+from indexer.audio import refs as audio_refs
+from indexer.audio.store import AudioStore, audio_key, sha256_of_key
 from indexer.fold import sql as fold_sql
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")

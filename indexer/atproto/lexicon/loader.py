@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from indexer.lexicon.formats import is_nsid
+from indexer.atproto.lexicon.formats import is_nsid
 
 __all__ = ["LexiconError", "default_directory", "load_documents"]
 
@@ -23,10 +23,10 @@ def default_directory() -> Path:
     """The `lexicons/` directory of a source checkout, else the copy the wheel build puts inside the
     package."""
     here = Path(__file__).resolve()
-    checkout = here.parents[2] / "lexicons"
+    checkout = here.parents[3] / "lexicons"
     if checkout.is_dir():
         return checkout
-    return here.parents[1] / "_lexicons"
+    return here.parents[2] / "_lexicons"
 
 
 def load_documents(directory: Path | None = None) -> dict[str, Document]:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from litestar import Litestar
 from psycopg_pool import AsyncConnectionPool
 
-from appview.audio_probe import Probed
 from appview.settings import AppviewSettings
-from appview.storage import AudioStore, open_store
-from appview.storage.local import LocalAudioStore
-from indexer.audio_refs import LOCK_OBJECT
+from indexer.audio.probe import Probed
+from indexer.audio.refs import LOCK_OBJECT
+from indexer.audio.store import AudioStore, open_store
+from indexer.audio.store.local import LocalAudioStore
 
 if TYPE_CHECKING:
     from appview.context import AppContext

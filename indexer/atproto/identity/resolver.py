@@ -1,12 +1,12 @@
 """DID document lookups the API needs: a viewer's signing key (service auth) and an author's PDS (audio
 blobs). Behind a protocol so tests and deployments can substitute their own source of DID documents; the default
-is the same cached resolver the indexer uses (indexer.did_docs)."""
+is the same cached resolver the indexer uses (indexer.atproto.identity.did_docs)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from indexer.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 
 
 class IdentityResolver(Protocol):

@@ -15,9 +15,9 @@ import logging
 
 import psycopg
 
+from indexer.atproto.identity.handles import ResolvingVerifier
 from indexer.events import Event
 from indexer.fold.writer import BatchWriter
-from indexer.identity import ResolvingVerifier
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from litestar.response import Stream
 
 from appview.context import AppContext
 from appview.errors import XrpcError
-from appview.storage import audio_key
 from appview.views import ErrorOutput
+from indexer.audio.store import audio_key
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _SHA = re.compile(r"[0-9a-fA-F]{64}")

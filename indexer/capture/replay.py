@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from indexer.capture_file import capture_kind, iter_capture
+from indexer.capture.files import capture_kind, iter_capture
 from indexer.events import Checkpoint, Event, Item, Malformed
 from indexer.jetstream.parse import parse_v1
 

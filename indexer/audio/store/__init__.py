@@ -20,7 +20,7 @@ from typing import Protocol
 
 import msgspec
 
-from appview.storage.settings import StorageSettings
+from indexer.audio.store.settings import StorageSettings
 
 PREFIX = "audio/"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -84,12 +84,12 @@ class AudioStore(Protocol):
 @asynccontextmanager
 async def open_store(settings: StorageSettings) -> AsyncIterator[AudioStore]:
     if settings.s3_bucket:
-        from appview.storage.s3 import S3AudioStore
+        from indexer.audio.store.s3 import S3AudioStore
 
         async with S3AudioStore.open(settings) as s3:
             yield s3
     else:
-        from appview.storage.local import LocalAudioStore
+        from indexer.audio.store.local import LocalAudioStore
 
         yield LocalAudioStore(settings.audio_dir)
 

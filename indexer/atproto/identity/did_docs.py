@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 import httpx
 
-from indexer.firehose.verify import SigningKeyError, parse_signing_key
-from indexer.netguard import ForbiddenHost, NetGuard, guarded_client
+from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
+from indexer.atproto.repo.signatures import SigningKeyError, parse_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class DidDocuments:
     """An async, size-bounded TTL cache of DID documents. One in-flight fetch per DID.
 
     The PLC directory is the operator's choice and is fetched with `client`. A did:web names its own host, so
-    its document is fetched through a guarded client of our own (indexer.netguard): private, loopback and
+    its document is fetched through a guarded client of our own (indexer.atproto.netguard): private, loopback and
     link-local hosts are refused unless `allow_private_hosts` (development and tests)."""
 
     def __init__(

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import psycopg
 
-from indexer import repo_sync
-from indexer.backfill import COLLECTIONS, Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
-from indexer.did_docs import DidDocuments, DidResolutionError
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
+from indexer.sync import marks
+from indexer.sync.backfill import COLLECTIONS, Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ class Reconciler:
         stats = ReconcileStats()
         self.metrics.reconcile_runs.inc()
         async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
-            repos = list(dids) if dids is not None else await repo_sync.known_repos(conn)
-            ours = await repo_sync.last_revs(conn, repos)
+            repos = list(dids) if dids is not None else await marks.known_repos(conn)
+            ours = await marks.last_revs(conn, repos)
             behind: list[str] = []
 
             async def check(did: str) -> None:
@@ -85,7 +85,7 @@ class Reconciler:
                 for did in repos:
                     tg.create_task(check(did))
             for did in behind:
-                await repo_sync.mark(conn, did, "behind")
+                await marks.mark(conn, did, "behind")
         if behind:
             result = await self._backfiller.run_pending(dids=behind)
             stats.resynced = result.repos
@@ -113,7 +113,7 @@ class Reconciler:
         )
         mine = {(str(c), str(k)): (None if cid is None else str(cid)) for c, k, cid in await cur.fetchall()}
         if mine == theirs:
-            await repo_sync.confirm_rev(conn, did, rev)
+            await marks.confirm_rev(conn, did, rev)
             return "confirmed"
         log.warning(
             "repo behind its PDS",

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from indexer import logs
-from indexer.config import Settings
+from indexer.settings import Settings
 
 log = logging.getLogger("plyr_appview")
 
@@ -128,9 +128,9 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
 
 def _writer(settings: Settings, url: str, metrics: Any, batch_size: int | None = None) -> Any:
+    from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
+    from indexer.atproto.lexicon import Validator
     from indexer.fold.writer import BatchWriter
-    from indexer.identity import ResolvingVerifier, TrustingVerifier
-    from indexer.lexicon import Validator
 
     verifier = (
         ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
@@ -158,10 +158,10 @@ async def _sync_stack(
     DID document names, which anyone can point anywhere: those requests go through the SSRF guard."""
     import httpx
 
-    from indexer.backfill import Backfiller, SyncMetrics
-    from indexer.did_docs import DidDocuments
-    from indexer.netguard import NetGuard, guarded_client
-    from indexer.reconcile import Reconciler
+    from indexer.atproto.identity.did_docs import DidDocuments
+    from indexer.atproto.netguard import NetGuard, guarded_client
+    from indexer.sync.backfill import Backfiller, SyncMetrics
+    from indexer.sync.reconcile import Reconciler
 
     timeout = httpx.Timeout(60.0, connect=10.0)
     async with (
@@ -206,7 +206,7 @@ async def _index(settings: Settings, url: str, metrics: Any, sources: list[str])
 
 
 async def _follow_firehose(settings: Settings, url: str, writer: Any, metrics: Any, source: str) -> None:
-    from indexer.did_docs import DidDocuments
+    from indexer.atproto.identity.did_docs import DidDocuments
     from indexer.ingest import follow_firehose
 
     if not settings.verify_signatures:
@@ -225,9 +225,9 @@ async def _backfill(settings: Settings, url: str, args: argparse.Namespace) -> d
     import psycopg
     from tqdm import tqdm
 
-    from indexer import repo_sync
-    from indexer.backfill import repos_by_collection, repos_of_pds
     from indexer.metrics import Metrics
+    from indexer.sync import marks
+    from indexer.sync.backfill import repos_by_collection, repos_of_pds
 
     stack = _sync_stack(settings, url, Metrics(), concurrency=args.concurrency, per_host=args.per_host)
     async with stack as (backfiller, _reconciler, _docs, client):
@@ -237,7 +237,7 @@ async def _backfill(settings: Settings, url: str, args: argparse.Namespace) -> d
                 if args.did:
                     dids = list(dict.fromkeys(args.did))
                     for did in dids:
-                        await repo_sync.mark(conn, did, "backfill")
+                        await marks.mark(conn, did, "backfill")
                 else:
                     listing = repos_by_collection(client, args.relay) if args.relay else repos_of_pds(client, args.pds)
                     chunk: list[str] = []
@@ -245,9 +245,9 @@ async def _backfill(settings: Settings, url: str, args: argparse.Namespace) -> d
                         dids.append(did)
                         chunk.append(did)
                         if len(chunk) >= 1000:
-                            await repo_sync.discover(conn, chunk)
+                            await marks.discover(conn, chunk)
                             chunk = []
-                    await repo_sync.discover(conn, chunk)
+                    await marks.discover(conn, chunk)
             log.info("repos found", extra={"repos": len(dids)})
         bar = tqdm(unit="repo", disable=args.no_progress, file=sys.stderr, desc=args.command, dynamic_ncols=True)
 
@@ -276,10 +276,10 @@ async def _reconcile(settings: Settings, url: str, args: argparse.Namespace) -> 
 
 
 async def _introduce_actors(settings: Settings, url: str, metrics: Any) -> None:
+    from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
+    from indexer.atproto.lexicon import Validator
     from indexer.fold.writer import BatchWriter
-    from indexer.handles import introduce_forever
-    from indexer.identity import ResolvingVerifier, TrustingVerifier
-    from indexer.lexicon import Validator
+    from indexer.sync.introduce import introduce_forever
 
     # Its own connection: identity batches from here interleave with the stream's batches, and the fold is
     # safe under concurrent writers (row locks; a deadlock is retried like a lost connection).
@@ -322,8 +322,8 @@ async def _up(settings: Settings, url: str, sources: list[str], host: str, port:
 async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from indexer.capture.replay import count_items, replay_items, replay_source, saved_position
     from indexer.metrics import Metrics
-    from indexer.replay import count_items, replay_items, replay_source, saved_position
 
     path: Path = args.file
     source = replay_source(path)
@@ -364,8 +364,8 @@ def _storage(settings: Settings, storage: Any) -> Any:
 
 
 async def _audit_audio(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    from appview.storage import StorageSettings, open_store
-    from indexer.audit_audio import audit, parse_duration, to_json
+    from indexer.audio.audit import audit, parse_duration, to_json
+    from indexer.audio.store import StorageSettings, open_store
 
     grace: float | None = None
     if args.delete_orphans:
@@ -382,7 +382,7 @@ async def _audit_audio(settings: Settings, url: str, args: argparse.Namespace) -
 
 
 async def _capture(args: argparse.Namespace) -> int:
-    from indexer.capture_file import capture, open_capture_writer
+    from indexer.capture.files import capture, open_capture_writer
     from indexer.jetstream.source import JetstreamSource
 
     source = JetstreamSource([args.source], start_cursor=args.cursor, rewind_on_start_us=0)
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         elif cmd == "rebuild":
             from tqdm import tqdm
 
-            from indexer.rebuild import rebuild
+            from indexer.fold.rebuild import rebuild
 
             bar = tqdm(unit="ev", disable=args.no_progress, file=sys.stderr, desc="rebuild", dynamic_ncols=True)
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from appview.storage import PREFIX, StoredObject, sha256_of_key
+from indexer.audio.store import PREFIX, StoredObject, sha256_of_key
 
 
 class LocalAudioStore:

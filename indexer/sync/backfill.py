@@ -8,7 +8,7 @@ so the fold's "highest rev wins" rule makes the index equal the repo as of that 
 older than it is refused afterwards. The handle the DID document claims is recorded with an identity event
 when it differs from ours (the handle verifier of the writer decides whether it counts).
 
-Which repos are to be fetched lives in `repo_sync` (see `indexer/repo_sync.py`): a repo is done once its
+Which repos are to be fetched lives in `repo_sync` (see `indexer/sync/marks.py`): a repo is done once its
 events are committed, so a killed backfill resumes with the repos it had not finished.
 
 Fetches are bounded overall (`concurrency`) and per PDS host (`per_host`); writes go through one writer, one
@@ -29,13 +29,13 @@ import httpx
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
-from indexer import repo_sync
-from indexer.did_docs import DidDocuments, DidResolutionError, handle_of
+from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError, handle_of
+from indexer.atproto.netguard import ForbiddenHost
+from indexer.atproto.repo.car import CarError, RepoCar, read_repo_car
+from indexer.atproto.repo.signatures import verify_commit_with_key
 from indexer.events import COLLECTION_PREFIX, Event, Item, Malformed, is_relevant_collection
-from indexer.firehose.car import CarError, RepoCar, read_repo_car
-from indexer.firehose.verify import verify_commit_with_key
 from indexer.fold.writer import BatchWriter
-from indexer.netguard import ForbiddenHost
+from indexer.sync import marks
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class Backfiller:
     ) -> BackfillStats:
         """Fetch every pending repo in `repo_sync` (only those of `dids` if given)."""
         async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
-            todo = await repo_sync.pending(conn, dids=dids)
+            todo = await marks.pending(conn, dids=dids)
             if on_start is not None:
                 on_start(len(todo))
             stats = BackfillStats()
@@ -210,7 +210,7 @@ class Backfiller:
         return stats
 
     async def _one(self, conn: psycopg.AsyncConnection[Any], did: str, stats: BackfillStats) -> None:
-        started_at = await repo_sync.started(conn, did)
+        started_at = await marks.started(conn, did)
         try:
             rev, records, deletes, rejected = await self.sync_repo(conn, did)
         except RepoFailure as e:
@@ -218,9 +218,9 @@ class Backfiller:
             stats.failures[e.reason] = stats.failures.get(e.reason, 0) + 1
             self.metrics.repos.labels(result=e.reason).inc()
             log.warning("repo fetch failed", extra={"did": did, "reason": e.reason, "detail": e.detail[:500]})
-            await repo_sync.failed(conn, did, f"{e.reason}: {e.detail}")
+            await marks.failed(conn, did, f"{e.reason}: {e.detail}")
             return
-        await repo_sync.done(conn, did, started_at, rev)
+        await marks.done(conn, did, started_at, rev)
         stats.repos += 1
         stats.records += records
         stats.deletes += deletes

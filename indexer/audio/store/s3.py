@@ -21,8 +21,8 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from appview.storage import PREFIX, StoredObject
-from appview.storage.settings import StorageSettings
+from indexer.audio.store import PREFIX, StoredObject
+from indexer.audio.store.settings import StorageSettings
 
 # Objects never change once written (the key is their hash): any cache may keep them for good.
 IMMUTABLE = "public, max-age=31536000, immutable"

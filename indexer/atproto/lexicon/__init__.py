@@ -1,6 +1,6 @@
 """Lexicon-driven validation of `fm.plyr.*` records (and any other record lexicon under `lexicons/`)."""
 
-from indexer.lexicon.formats import (
+from indexer.atproto.lexicon.formats import (
     FORMATS,
     is_at_identifier,
     is_at_uri,
@@ -14,8 +14,8 @@ from indexer.lexicon.formats import (
     is_tid,
     is_uri,
 )
-from indexer.lexicon.loader import LexiconError, default_directory, load_documents
-from indexer.lexicon.validator import Invalid, Validator
+from indexer.atproto.lexicon.loader import LexiconError, default_directory, load_documents
+from indexer.atproto.lexicon.validator import Invalid, Validator
 
 __all__ = [
     "FORMATS",

@@ -1,0 +1,3 @@
+from appview.cli import main
+
+raise SystemExit(main())
