@@ -1,45 +1,54 @@
-"""The AppView HTTP application (litestar). Read endpoints are added per XRPC method under appview/."""
+"""The AppView HTTP application (litestar): the one lifespan that builds the whole AppContext, and the routes
+it serves (XRPC methods under appview/xrpc/, other routes under appview/routes/, pages under appview/pages/)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
-from appview.audio.files import audio_file
-from appview.audio.locator import AudioLocator, audio
-from appview.audio.stored import stored_audio_lifespan
+from appview.audio.locator import AudioLocator
+from appview.audio.stored import open_stored_audio
+from appview.auth import ServiceAuth
 from appview.context import AppContext
 from appview.errors import xrpc_error_handler
 from appview.pages import handlers as page_handlers
-from appview.proxy.lifespan import provide_write_proxy, write_proxy_lifespan
-from appview.settings import AppviewSettings
+from appview.proxy import WriteProxy, open_write_proxy
+from appview.routes.audio import audio
+from appview.routes.audio_files import audio_file
+from appview.routes.health import health, metrics_endpoint
 from appview.well_known import did_document
 from appview.xrpc import HANDLERS
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.resolver import DidDocumentResolver, IdentityResolver
 from indexer.metrics import Metrics
+from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-async def _provide_pool(state: State) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = state.pool
-    return pool
 
 
 async def _provide_ctx(state: State) -> AppContext:
     ctx: AppContext = state.ctx
     return ctx
+
+
+async def _provide_pool(state: State) -> AsyncConnectionPool:
+    return (await _provide_ctx(state)).pool
+
+
+async def _provide_metrics(state: State) -> Metrics:
+    return (await _provide_ctx(state)).metrics
+
+
+async def _provide_write_proxy(state: State) -> WriteProxy:
+    return (await _provide_ctx(state)).write_proxy
 
 
 async def _has_trigram(pool: AsyncConnectionPool) -> bool:
@@ -54,90 +63,60 @@ async def _has_trigram(pool: AsyncConnectionPool) -> bool:
         return False
 
 
-async def _provide_metrics(state: State) -> Metrics:
-    metrics: Metrics = state.metrics
-    return metrics
-
-
-@get("/metrics", media_type=MediaType.TEXT, include_in_schema=False)
-async def metrics_endpoint(metrics: NamedDependency[Metrics]) -> Response[bytes]:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-
-@get("/xrpc/_health", cache=False)
-async def health(pool: NamedDependency[AsyncConnectionPool]) -> Response[dict[str, Any]]:
-    try:
-        async with pool.connection(timeout=2.0) as conn:
-            cur = await conn.execute("SELECT source, cursor, event_time, updated_at FROM cursors ORDER BY source")
-            found = await cur.fetchall()
-    except Exception as exc:
-        return Response({"status": "unhealthy", "db": "unavailable", "message": str(exc)[:200]}, status_code=503)
-    now = dt.datetime.now(dt.UTC)
-    sources = {
-        str(source): {
-            "cursor": int(cursor),
-            "lagSeconds": None if event_time is None else round((now - event_time).total_seconds(), 3),
-            "lastCommitAgoSeconds": round((now - updated_at).total_seconds(), 3),
-        }
-        for source, cursor, event_time, updated_at in found
-    }
-    return Response({"status": "ok", "db": "ok", "ingest": sources})
-
-
 def create_app(
     database_url: str,
     *,
     metrics: Metrics | None = None,
     replica_url: str | None = None,
     pool_size: int = 10,
-    settings: AppviewSettings | None = None,
+    settings: Settings | None = None,
     resolver: IdentityResolver | None = None,
 ) -> Litestar:
     """The API is stateless: any number of replicas can serve from one primary, reads from `replica_url`.
-    `resolver` (DID documents: signing keys, PDS endpoints) defaults to the PLC directory and did:web."""
+    Writes (proxied records, upload rows) always go to `database_url`. `resolver` (DID documents: signing keys,
+    PDS endpoints) defaults to the PLC directory and did:web."""
     metrics = metrics or Metrics()
-    settings = settings or AppviewSettings.from_env()
-    owned: DidDocumentResolver | None = None
-    identities: IdentityResolver
-    if resolver is None:
-        owned = identities = DidDocumentResolver(
-            DidDocuments(settings.plc_url, timeout=3.0, allow_private_hosts=settings.allow_private_hosts)
-        )
-    else:
-        identities = resolver
+    settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(
-            replica_url or database_url,
-            min_size=1,
-            max_size=pool_size,
-            open=False,
-            kwargs={"autocommit": True},
-        )
-        await pool.open(wait=False)
-        locator = AudioLocator(
-            identities,
-            settings.trusted_audio_origins,
-            timeout=settings.audio_check_timeout,
-            ttl=settings.audio_check_ttl,
-            own_host=settings.public_host,
-        )
-        app.state.pool = pool
-        app.state.ctx = AppContext(
-            settings=settings,
-            pool=pool,
-            resolver=identities,
-            audio=locator,
-            trigram=await _has_trigram(pool),
-        )
-        try:
+        """Builds the whole AppContext, and closes what it opened in reverse order."""
+        async with AsyncExitStack() as stack:
+            identities = resolver
+            if identities is None:
+                owned = DidDocumentResolver(
+                    DidDocuments(settings.plc_url, timeout=3.0, allow_private_hosts=settings.allow_private_hosts)
+                )
+                stack.push_async_callback(owned.aclose)
+                identities = owned
+            pool = AsyncConnectionPool(
+                replica_url or database_url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+            )
+            await pool.open(wait=False)
+            stack.push_async_callback(pool.close)
+            locator = AudioLocator(
+                identities,
+                settings.trusted_audio_origins,
+                timeout=settings.audio_check_timeout,
+                ttl=settings.audio_check_ttl,
+                own_host=settings.public_host,
+            )
+            stack.push_async_callback(locator.close)
+            stored = await stack.enter_async_context(open_stored_audio(database_url, settings.storage, pool))
+            proxy = open_write_proxy(database_url, settings, identities, metrics, read_pool=pool)
+            stack.push_async_callback(proxy.aclose)
+            app.state.ctx = AppContext(
+                settings=settings,
+                pool=pool,
+                resolver=identities,
+                auth=ServiceAuth(settings.did, identities),
+                metrics=metrics,
+                audio=locator,
+                stored_audio=stored,
+                write_proxy=proxy,
+                trigram=await _has_trigram(pool),
+            )
             yield
-        finally:
-            await locator.close()
-            await pool.close()
-            if owned is not None:
-                await owned.aclose()
 
     return Litestar(
         route_handlers=[
@@ -149,17 +128,12 @@ def create_app(
             *HANDLERS,
             *page_handlers(),
         ],
-        lifespan=[
-            lifespan,
-            stored_audio_lifespan(database_url, settings),
-            write_proxy_lifespan(database_url, settings, identities, metrics),
-        ],
-        state=State({"metrics": metrics}),
+        lifespan=[lifespan],
         dependencies={
             "pool": Provide(_provide_pool),
             "metrics": Provide(_provide_metrics),
             "ctx": Provide(_provide_ctx),
-            "write_proxy": Provide(provide_write_proxy),
+            "write_proxy": Provide(_provide_write_proxy),
         },
         exception_handlers={Exception: xrpc_error_handler},
         # Logging belongs to the process (indexer.logs: JSON lines on stderr); litestar must not replace it.

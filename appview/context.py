@@ -1,41 +1,43 @@
-"""Everything a request handler needs, built once per app and handed to handlers by dependency injection."""
+"""Everything a request handler needs, built whole by the application's one lifespan (appview/app.py) and
+handed to handlers by dependency injection. Nothing here is filled in later: a handler never meets a context
+without its pools, its audio store or its write proxy."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from appview.audio.locator import AudioLocator
+from appview.audio.stored import StoredAudio
 from appview.auth import ServiceAuth
-from appview.settings import AppviewSettings
+from appview.proxy.service import WriteProxy
 from indexer.atproto.identity.resolver import IdentityResolver
-
-if TYPE_CHECKING:
-    from appview.audio.locator import AudioLocator
-    from appview.audio.stored import StoredAudio
+from indexer.metrics import Metrics
+from indexer.settings import Settings
 
 
+@dataclass(eq=False, kw_only=True)
 class AppContext:
-    def __init__(
-        self,
-        *,
-        settings: AppviewSettings,
-        pool: AsyncConnectionPool,
-        resolver: IdentityResolver,
-        audio: AudioLocator,
-        trigram: bool,
-    ) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.resolver = resolver
-        self.auth = ServiceAuth(settings.did, resolver)
-        self.audio = audio
-        # pg_trgm installed in the database: search adds fuzzy matches and uses trigram indexes.
-        self.trigram = trigram
-        self.audio_base = f"{settings.service_endpoint}/audio"
+    settings: Settings
+    # Reads: the replica when one is configured, else the primary.
+    pool: AsyncConnectionPool
+    resolver: IdentityResolver
+    auth: ServiceAuth
+    metrics: Metrics
+    # Where tracks play from (trusted origins, PDS blobs).
+    audio: AudioLocator
+    # Uploaded audio: the object store and the `audio_objects` table.
+    stored_audio: StoredAudio
+    write_proxy: WriteProxy
+    # pg_trgm installed in the database: search adds fuzzy matches and uses trigram indexes.
+    trigram: bool
+    audio_base: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audio_base = f"{self.settings.service_endpoint}/audio"
         # Small results worth computing once per interval (e.g. network totals), keyed by method.
         self.memo: dict[str, tuple[float, Any]] = {}
         self.memo_lock = asyncio.Lock()
-        # Uploaded audio (store + table); set by appview.audio.stored's lifespan once the store is open.
-        self.stored_audio: StoredAudio | None = None

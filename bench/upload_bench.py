@@ -77,7 +77,7 @@ def serve(db: str, port: int, did_key: str) -> None:
     import uvicorn
 
     from appview.app import create_app
-    from appview.settings import AppviewSettings
+    from indexer.settings import Settings
     from indexer.audio.store import StorageSettings
 
     class Resolver:
@@ -87,7 +87,7 @@ def serve(db: str, port: int, did_key: str) -> None:
         async def pds_endpoint(self, did: str) -> str | None:
             return None
 
-    settings = AppviewSettings(public_host=HOST, storage=StorageSettings.from_env())
+    settings = Settings(public_host=HOST, storage=Settings.from_env().storage)
     app = create_app(db, settings=settings, resolver=Resolver(), pool_size=2)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from litestar import Litestar
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 
 SERVICE_DID = "did:web:api.plyr.test"
-SETTINGS = AppviewSettings(public_host="api.plyr.test")
+SETTINGS = Settings(public_host="api.plyr.test")
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, str, int]] = {
     SECP256K1_JWT_ALG: (
@@ -89,5 +89,5 @@ class StubResolver:
         return self.pds.get(did)
 
 
-def app(db_url: str, resolver: StubResolver | None = None, settings: AppviewSettings = SETTINGS) -> Litestar:
+def app(db_url: str, resolver: StubResolver | None = None, settings: Settings = SETTINGS) -> Litestar:
     return create_app(db_url, settings=settings, resolver=resolver or StubResolver())

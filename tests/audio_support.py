@@ -9,7 +9,7 @@ import struct
 import wave
 from typing import Any
 
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import make_did
 from tests.api_support import Keypair, StubResolver, service_jwt
 
@@ -72,5 +72,5 @@ class Uploader:
         return {"Authorization": f"Bearer {self.token(**kw)}", "Content-Type": content_type}
 
 
-def settings_with(storage: Any, **kw: Any) -> AppviewSettings:
-    return AppviewSettings(public_host="api.plyr.test", storage=storage, **kw)
+def settings_with(storage: Any, **kw: Any) -> Settings:
+    return Settings(public_host="api.plyr.test", storage=storage, **kw)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import BASE_US, account, commit, make_cid, make_did, make_tid, track_record
 from indexer.atproto.lexicon import Validator
 from tests.api_support import StubResolver, app
@@ -84,8 +84,8 @@ def track(n: int, audio_url: str | None, blob: bool) -> Any:
 
 
 @pytest.fixture
-def settings(stub: Stub) -> AppviewSettings:
-    return AppviewSettings(public_host="api.plyr.test", trusted_audio_origins=(stub.origin,))
+def settings(stub: Stub) -> Settings:
+    return Settings(public_host="api.plyr.test", trusted_audio_origins=(stub.origin,))
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def resolver(stub: Stub) -> StubResolver:
 
 
 async def test_audio_sources(
-    db_url: str, validator: Validator, stub: Stub, settings: AppviewSettings, resolver: StubResolver
+    db_url: str, validator: Validator, stub: Stub, settings: Settings, resolver: StubResolver
 ) -> None:
     blob_url = f"{stub.origin}/xrpc/com.atproto.sync.getBlob?did={ALICE.replace(':', '%3A')}&cid={BLOB}"
     await ingest(
@@ -140,7 +140,7 @@ async def test_audio_sources(
 
 
 async def test_hidden_or_unresolvable_author_does_not_play(
-    db_url: str, validator: Validator, stub: Stub, settings: AppviewSettings
+    db_url: str, validator: Validator, stub: Stub, settings: Settings
 ) -> None:
     await ingest(db_url, validator, [track(1, None, blob=True)])
     async with AsyncTestClient(app=app(db_url, StubResolver(), settings)) as client:

@@ -9,7 +9,7 @@ import pytest
 from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
 from litestar.testing import AsyncTestClient
 
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
 from indexer.atproto.lexicon import Validator
 from tests.api_support import SERVICE_DID, Keypair, StubResolver, app, service_jwt
@@ -127,7 +127,7 @@ async def test_non_bearer_scheme_is_refused(db_url: str, validator: Validator) -
 
 
 async def test_did_document_names_our_service(db_url: str) -> None:
-    settings = AppviewSettings.from_env({"PLYR_APPVIEW_PUBLIC_HOST": "music.example.com"})
+    settings = Settings.from_env({"PLYR_APPVIEW_PUBLIC_HOST": "music.example.com"})
     async with AsyncTestClient(app=app(db_url, settings=settings)) as client:
         doc = (await client.get("/.well-known/did.json")).json()
     assert doc["id"] == "did:web:music.example.com"
@@ -137,7 +137,7 @@ async def test_did_document_names_our_service(db_url: str) -> None:
 
 
 def test_settings_from_env() -> None:
-    s = AppviewSettings.from_env(
+    s = Settings.from_env(
         {
             "PLYR_APPVIEW_PUBLIC_HOST": "localhost:8080",
             "PLYR_APPVIEW_TRUSTED_AUDIO_ORIGINS": "https://cdn.example.com/, https://b.example",
@@ -145,8 +145,8 @@ def test_settings_from_env() -> None:
     )
     assert s.did == "did:web:localhost%3A8080"
     assert s.trusted_audio_origins == ("https://cdn.example.com", "https://b.example")
-    assert AppviewSettings.from_env({"PLYR_APPVIEW_DID": "did:plc:abc"}).did == "did:plc:abc"
-    assert AppviewSettings.from_env({}).did == "did:web:localhost"
+    assert Settings.from_env({"PLYR_APPVIEW_DID": "did:plc:abc"}).did == "did:plc:abc"
+    assert Settings.from_env({}).did == "did:web:localhost"
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import (
     BASE_US,
     comment_record,
@@ -139,7 +139,7 @@ def served(db_url: str, validator: Validator, tmp_path: Path) -> Iterator[tuple[
     resolver = StubResolver()
     resolver.pds[ALICE] = pds.url
     resolver.keys[UPLOADER] = key.did_key
-    settings = AppviewSettings(
+    settings = Settings(
         public_host="api.plyr.test",
         allow_private_hosts=True,  # the stand-in PDS is on loopback
         proxy_timeout=5.0,

@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 
 from appview import api_doc
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import (
     BASE_US,
     commit,
@@ -111,7 +111,7 @@ def cdn() -> Iterator[AudioCdn]:
 @pytest.fixture
 async def appview(db_url: str, cdn: AudioCdn) -> AsyncIterator[str]:
     """The AppView on a loopback port; its base URL."""
-    settings = AppviewSettings(public_host="api.plyr.test", trusted_audio_origins=(cdn.origin,))
+    settings = Settings(public_host="api.plyr.test", trusted_audio_origins=(cdn.origin,))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

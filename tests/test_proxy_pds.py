@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from indexer.status import status
 from tests.helpers import rows, rows_exec
 from tests.pds.harness import ENV, NOW, scalar
@@ -74,8 +74,8 @@ async def index_firehose(pds: Pds, db: str, env: dict[str, str]) -> None:
     assert proc.returncode == 0, b"".join(logs[-20:]).decode(errors="replace")
 
 
-def app_settings(pds: Pds, *, allow_private: bool) -> AppviewSettings:
-    return AppviewSettings(
+def app_settings(pds: Pds, *, allow_private: bool) -> Settings:
+    return Settings(
         public_host="api.plyr.test", plc_url=pds.plc_url, allow_private_hosts=allow_private, proxy_timeout=10.0
     )
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import BASE_US, identity, make_did, track_record
 from indexer.atproto.lexicon import Validator
 from indexer.metrics import Metrics
@@ -30,9 +30,9 @@ CID = "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"
 REV = "3l3qo2vutsw2b"
 
 
-def settings(**overrides: Any) -> AppviewSettings:
+def settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {"public_host": "api.plyr.test", "allow_private_hosts": True, "proxy_timeout": 5.0}
-    return AppviewSettings(**{**base, **overrides})
+    return Settings(**{**base, **overrides})
 
 
 def created(seen: Seen) -> tuple[int, dict[str, str], bytes]:

@@ -24,7 +24,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from indexer.audio.audit import audit
 from indexer.audio.store import StorageSettings, open_store
 from tests.audio_support import UPLOAD, wav_bytes
@@ -72,7 +72,7 @@ async def test_upload_publish_play_and_audit(db_url: str, storage: StorageSettin
     audio = wav_bytes(3.0)
     async with running_pds() as pds:
         alice = await pds.create_account("alice")
-        settings = AppviewSettings(
+        settings = Settings(
             public_host=PUBLIC_HOST,
             plc_url=pds.plc_url,
             allow_private_hosts=True,  # the PDS listens on loopback

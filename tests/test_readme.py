@@ -15,9 +15,10 @@ from appview import api_doc
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
-# os.environ.get("X"), env.get("X"), e.get("X"), os.getenv("X"), os.environ["X"], "X" in os.environ
+# os.environ.get("X"), e.get("X"), e.flag("X", ...) and the other typed reads of indexer/settings.py,
+# os.getenv("X"), os.environ["X"], "X" in os.environ
 _READS = re.compile(
-    r"""(?:\.get|getenv)\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']"""
+    r"""(?:\.get|getenv|\.flag|\.integer|\.number|\.choice|\.url|\.origins)\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']"""
     r"""|environ\[\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']\s*\]"""
     r"""|["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']\s+(?:not\s+)?in\s+(?:os\.)?environ"""
 )

@@ -20,7 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
-from appview.settings import AppviewSettings
+from indexer.settings import Settings
 from bench.synth import make_did, track_record
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
@@ -238,7 +238,7 @@ async def test_did_web_hosts_that_are_not_host_names_fail_cleanly(host: str) -> 
 
 @pytest.fixture
 async def api(db_url: str, tmp_path: Path) -> AsyncIterator[AsyncTestClient[Any]]:
-    settings = AppviewSettings(
+    settings = Settings(
         public_host="api.plyr.test", storage=StorageSettings(audio_dir=tmp_path / "audio"), allow_private_hosts=False
     )
     async with AsyncTestClient(app=create_app(db_url, settings=settings)) as client:
@@ -278,7 +278,7 @@ def proxy_resolver() -> StubResolver:
 
 @pytest.fixture
 async def proxy(db_url: str, tmp_path: Path, proxy_resolver: StubResolver) -> AsyncIterator[AsyncTestClient[Any]]:
-    settings = AppviewSettings(
+    settings = Settings(
         public_host="api.plyr.test", storage=StorageSettings(audio_dir=tmp_path / "audio"), allow_private_hosts=False
     )
     async with AsyncTestClient(app=create_app(db_url, settings=settings, resolver=proxy_resolver)) as client:

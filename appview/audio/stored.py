@@ -11,21 +11,16 @@ meanwhile stores it again (see `appview/xrpc/upload_audio.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from litestar import Litestar
 from psycopg_pool import AsyncConnectionPool
 
-from appview.settings import AppviewSettings
 from indexer.audio.probe import Probed
 from indexer.audio.refs import LOCK_OBJECT
 from indexer.audio.store import AudioStore, open_store
 from indexer.audio.store.local import LocalAudioStore
-
-if TYPE_CHECKING:
-    from appview.context import AppContext
+from indexer.settings import StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,27 +65,20 @@ class StoredAudio:
         return None if row is None else str(row[0])
 
 
-def stored_audio_lifespan(
-    database_url: str, settings: AppviewSettings
-) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Opens the configured store (and a small pool on the primary for upload rows) and puts it on the
-    AppContext; listed after the lifespan that builds the context."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        ctx: AppContext = app.state.ctx
-        async with open_store(settings.storage) as store:
-            if isinstance(store, LocalAudioStore):
-                swept = await store.sweep_spool(_STALE_SPOOL)
-                if swept:
-                    log.info("removed stale upload spool files", extra={"count": swept})
-            writes = AsyncConnectionPool(database_url, min_size=0, max_size=4, open=False, kwargs={"autocommit": True})
-            await writes.open(wait=False)
-            ctx.stored_audio = StoredAudio(store, reads=ctx.pool, writes=writes)
-            try:
-                yield
-            finally:
-                ctx.stored_audio = None
-                await writes.close()
-
-    return lifespan
+@asynccontextmanager
+async def open_stored_audio(
+    database_url: str, storage: StorageSettings, reads: AsyncConnectionPool
+) -> AsyncIterator[StoredAudio]:
+    """The configured store, swept of stale spool files, with a small pool on the primary for upload rows
+    (`reads` may be a replica: playback only reads)."""
+    async with open_store(storage) as store:
+        if isinstance(store, LocalAudioStore):
+            swept = await store.sweep_spool(_STALE_SPOOL)
+            if swept:
+                log.info("removed stale upload spool files", extra={"count": swept})
+        writes = AsyncConnectionPool(database_url, min_size=0, max_size=4, open=False, kwargs={"autocommit": True})
+        await writes.open(wait=False)
+        try:
+            yield StoredAudio(store, reads=reads, writes=writes)
+        finally:
+            await writes.close()

@@ -102,8 +102,6 @@ async def upload(request: Request[Any, Any, Any], ctx: AppContext) -> tuple[Uplo
         raise XrpcError("InvalidRequest", str(exc.detail)) from exc
     if announced is not None and announced > limit:
         raise _too_large(limit)
-    if ctx.stored_audio is None:
-        raise XrpcError("NotEnabled", "audio storage is not configured on this server", status=501)
     store = ctx.stored_audio.store
     fd, name = tempfile.mkstemp(prefix="upload-", dir=store.spool_dir)
     path = Path(name)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import msgspec
 
-from indexer.audio.store.settings import StorageSettings
+from indexer.settings import StorageSettings
 
 PREFIX = "audio/"
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from indexer.audio.store import PREFIX, StoredObject
-from indexer.audio.store.settings import StorageSettings
+from indexer.settings import StorageSettings
 
 # Objects never change once written (the key is their hash): any cache may keep them for good.
 IMMUTABLE = "public, max-age=31536000, immutable"

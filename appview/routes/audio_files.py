@@ -91,8 +91,8 @@ async def audio_file(
         raise XrpcError("NotFound", "no such audio file", status=404)
     sha = sha256.lower()
     stored = ctx.stored_audio
-    mime = None if stored is None else await stored.mime_type(sha)
-    if stored is None or mime is None:
+    mime = await stored.mime_type(sha)
+    if mime is None:
         raise XrpcError("NotFound", "no such audio file", status=404)
     key = audio_key(sha)
     url = await stored.store.url(key)

@@ -1,0 +1,37 @@
+"""What a `plyr-appview` command is: a name, its arguments, and what it runs. The dispatch table
+(appview/cli/__init__.py) lists them; each lives in its own module under appview/cli/commands/."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from indexer.settings import Settings
+
+# Exit statuses: 0 done, 1 a runtime failure, 2 a usage or configuration mistake, 130 interrupted.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A failure the operator can act on: printed as one line (`error: ...`), no traceback."""
+
+    def __init__(self, message: str, *, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    # Runs with the parsed arguments and the settings; returns the exit status.
+    run: Callable[[argparse.Namespace, Settings], int]
+
+
+def no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For commands that take none of their own."""

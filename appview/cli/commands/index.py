@@ -1,0 +1,84 @@
+"""`plyr-appview index`: follow Jetstream (or one raw firehose) into the index, with the background jobs that
+keep it whole: introducing actors the stream never named, and periodic reconciliation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError
+from appview.cli.runtime import Interrupted, batch_writer, database, run, sync_stack
+from indexer.atproto.identity.did_docs import DidDocuments
+from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
+from indexer.atproto.lexicon import Validator
+from indexer.firehose.source import is_firehose_url
+from indexer.fold.writer import BatchWriter
+from indexer.ingest import follow_firehose, follow_jetstream
+from indexer.metrics import Metrics
+from indexer.settings import Settings
+from indexer.sync.introduce import introduce_forever
+
+
+def add_source_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        action="append",
+        help="Jetstream URL (repeatable; default: $JETSTREAM_URL), or one firehose:wss://relay (or PDS) URL",
+    )
+
+
+def sources_of(args: argparse.Namespace, settings: Settings) -> list[str]:
+    sources: list[str] = args.source or list(settings.jetstream_urls)
+    if len(sources) > 1 and any(is_firehose_url(s) for s in sources):
+        raise CommandError("a firehose source cannot be combined with other sources", status=EXIT_USAGE)
+    return sources
+
+
+async def index(settings: Settings, url: str, metrics: Metrics, sources: list[str]) -> None:
+    async with batch_writer(settings, url, metrics) as writer, asyncio.TaskGroup() as tg:
+        # The stream first: nothing else should delay the connection.
+        if is_firehose_url(sources[0]):
+            tg.create_task(_follow_firehose(settings, url, writer, metrics, sources[0]))
+        else:
+            tg.create_task(follow_jetstream(settings, url, writer, metrics, sources))
+        if settings.resolve_identities:
+            tg.create_task(_introduce_actors(settings, url, metrics))
+        if settings.reconcile_minutes > 0:
+            # Repairs what the stream dropped or marked (rev gaps, #sync, a blind host) within one period.
+            tg.create_task(_reconcile_forever(settings, url, metrics))
+
+
+async def _follow_firehose(settings: Settings, url: str, writer: BatchWriter, metrics: Metrics, source: str) -> None:
+    if not settings.verify_signatures:
+        await follow_firehose(settings, url, writer, metrics, source, None)
+        return
+    async with DidDocuments(settings.plc_url, allow_private_hosts=settings.allow_private_hosts) as docs:
+        await follow_firehose(settings, url, writer, metrics, source, docs)
+
+
+async def _reconcile_forever(settings: Settings, url: str, metrics: Metrics) -> None:
+    async with sync_stack(settings, url, metrics) as stack:
+        await stack.reconciler.run_forever(settings.reconcile_minutes * 60)
+
+
+async def _introduce_actors(settings: Settings, url: str, metrics: Metrics) -> None:
+    # Its own connection: identity batches from here interleave with the stream's batches, and the fold is
+    # safe under concurrent writers (row locks; a deadlock is retried like a lost connection).
+    async with BatchWriter(url, validator=Validator.load(), metrics=metrics, verifier=TrustingVerifier()) as writer:
+        await introduce_forever(
+            url, writer, ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
+        )
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    sources = sources_of(args, settings)
+    # A signal is how a service is told to stop: a clean stop is a success.
+    with database(settings) as url, contextlib.suppress(Interrupted):
+        run(lambda: index(settings, url, Metrics(), sources))
+    return EXIT_OK
+
+
+COMMAND = Command(
+    "index", "follow Jetstream (or a raw firehose) and index fm.plyr.* events", add_source_argument, _run
+)

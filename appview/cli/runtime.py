@@ -1,0 +1,137 @@
+"""What commands share: the database they run against, the event loop they run in, and the pieces of the
+indexer they wire together (batch writers, the sync stack). Typed, so each command reads as its wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from tqdm import tqdm
+
+from indexer.atproto.identity.did_docs import DidDocuments
+from indexer.atproto.identity.handles import HandleVerifier, ResolvingVerifier, TrustingVerifier
+from indexer.atproto.lexicon import Validator
+from indexer.atproto.netguard import NetGuard, guarded_client
+from indexer.fold.writer import BatchWriter
+from indexer.metrics import Metrics
+from indexer.settings import Settings
+from indexer.sync.backfill import Backfiller, SyncMetrics
+from indexer.sync.reconcile import Reconciler
+
+log = logging.getLogger("plyr_appview")
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def database(settings: Settings, *, migrate: bool = True) -> Iterator[str]:
+    """The Postgres URL to run against: DATABASE_URL, else the embedded server under the data directory
+    (started here, stopped on exit if this process started it); migrated unless `migrate` is False."""
+    from indexer.db import migrate as migrations
+    from indexer.db.embedded import database_url
+
+    with database_url(settings.database_url, settings.data_dir) as url:
+        if migrate:
+            migrations.upgrade(url)
+        yield url
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM ended the command before it finished."""
+
+
+def run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; SIGINT/SIGTERM cancel it so context managers (the embedded server) clean up, and
+    `Interrupted` is raised."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        return await coro_factory()
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        log.info("stopped")
+        raise Interrupted from None
+
+
+def print_json(value: object, *, indent: int | None = None) -> None:
+    """Machine-readable output: stdout, one JSON document."""
+    print(json.dumps(value, indent=indent))
+
+
+def progress_bar(*, desc: str, unit: str, disable: bool, total: int | None = None, initial: int = 0) -> tqdm[Any]:
+    return tqdm(
+        total=total, initial=initial, unit=unit, disable=disable, file=sys.stderr, desc=desc, dynamic_ncols=True
+    )
+
+
+def handle_verifier(settings: Settings) -> HandleVerifier:
+    if settings.resolve_identities:
+        return ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
+    return TrustingVerifier()
+
+
+def batch_writer(settings: Settings, url: str, metrics: Metrics, batch_size: int | None = None) -> BatchWriter:
+    """The writer live sources, replays and backfills fold through."""
+    return BatchWriter(
+        url,
+        validator=Validator.load(),
+        metrics=metrics,
+        verifier=handle_verifier(settings),
+        batch_size=batch_size or settings.batch_size,
+        batch_seconds=settings.batch_seconds,
+        own_audio_host=settings.public_host,
+    )
+
+
+@dataclass(frozen=True)
+class SyncStack:
+    backfiller: Backfiller
+    reconciler: Reconciler
+    docs: DidDocuments
+    # For hosts the operator names (--relay, --pds); repos are fetched through the SSRF guard instead.
+    client: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def sync_stack(
+    settings: Settings, url: str, metrics: Metrics, *, concurrency: int = 8, per_host: int = 2
+) -> AsyncIterator[SyncStack]:
+    """Backfill and reconcile, with a batch writer of their own.
+
+    Repos are fetched from the PDS their DID document names, which anyone can point anywhere: those requests go
+    through the SSRF guard. Hosts the operator names are not second-guessed."""
+    timeout = httpx.Timeout(60.0, connect=10.0)
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client,
+        guarded_client(NetGuard(allow_private=settings.allow_private_hosts), timeout=timeout) as repo_client,
+        DidDocuments(settings.plc_url, client=client, allow_private_hosts=settings.allow_private_hosts) as docs,
+        batch_writer(settings, url, metrics) as writer,
+    ):
+        sync_metrics = SyncMetrics(metrics.registry)
+        backfiller = Backfiller(
+            url,
+            writer,
+            docs,
+            client=repo_client,
+            verify=settings.verify_signatures,
+            concurrency=concurrency,
+            per_host=per_host,
+            metrics=sync_metrics,
+        )
+        reconciler = Reconciler(url, backfiller, docs, client=repo_client, metrics=sync_metrics)
+        yield SyncStack(backfiller, reconciler, docs, client)
