@@ -34,8 +34,10 @@ from typing import Any
 
 import zstandard
 
+from indexer.atproto.repo.signatures import parse_signing_key, verify_commit_with_key
+from indexer.capture.files import iter_capture
 from indexer.events import Event, is_relevant_collection
-from indexer.firehose import decode_frame, iter_capture, parse_signing_key, verify_commit_with_key
+from indexer.firehose.frames import decode_frame
 
 DEFAULT_CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "corpus" / "frames.bin.zst"
 
@@ -136,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
     args = parser.parse_args(argv)
 
-    corpus = list(iter_capture(args.capture))
+    corpus = [frame for _, frame in iter_capture(args.capture, strict=True)]
     repeat = -(-args.frames // len(corpus))
     frames = corpus * repeat
     sdk_decode, sdk_with_records = load_sdk()

@@ -78,15 +78,20 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def parse_time_us(value: Any) -> int | None:
-    """Microseconds since the epoch for an RFC 3339 timestamp with a zone (the `time` of relay and Jetstream
-    events), else None."""
-    if type(value) is not str:
+def parse_datetime(value: object) -> dt.datetime | None:
+    """An RFC 3339 timestamp with a zone (an event's `time`, a record's `createdAt`) as an aware datetime, else
+    None: whatever a client wrote there, the index stores a time or nothing."""
+    if type(value) is not str or len(value) > 64:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        return None
-    return (parsed - _EPOCH) // _MICROSECOND
+    return parsed if parsed.tzinfo is not None else None
+
+
+def parse_time_us(value: Any) -> int | None:
+    """Microseconds since the epoch for an RFC 3339 timestamp with a zone (the `time` of relay and Jetstream
+    events), else None."""
+    parsed = parse_datetime(value)
+    return None if parsed is None else (parsed - _EPOCH) // _MICROSECOND

@@ -1,20 +1,25 @@
-"""Capture files: both layouts, compressed or not, damaged tails, cheap skipping, flushing, capture()."""
+"""Capture files: both layouts, compressed or not, damaged tails read leniently and strictly, cheap skipping,
+flushing, capture()."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
 
 from indexer.capture.files import (
     MAX_FRAME_BYTES,
+    CaptureError,
+    CaptureKind,
     capture,
     capture_kind,
     iter_capture,
@@ -39,6 +44,16 @@ def jsonl_lines() -> list[bytes]:
     return [line for line in (CORPUS / "expected_v1.jsonl").read_bytes().splitlines() if line.strip()]
 
 
+def framed(frames: Sequence[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(f)) + f for f in frames)
+
+
+def write(path: Path, kind: CaptureKind, items: Sequence[bytes]) -> None:
+    with open_capture_writer(path, kind) as w:
+        for item in items:
+            w.write(item)
+
+
 def test_reference_frames_capture_is_read_frame_by_frame() -> None:
     path = CORPUS / "frames.bin.zst"
     assert capture_kind(path) == "frames"
@@ -61,25 +76,25 @@ def test_reference_jsonl_is_detected_and_read() -> None:
 def test_jsonl_round_trip_and_start(tmp_path: Path, name: str) -> None:
     lines = jsonl_lines()
     path = tmp_path / name
-    with open_capture_writer(path, "jsonl") as w:
-        for line in lines:
-            w.write(line)
+    write(path, "jsonl", lines)
     assert (path.read_bytes()[:4] == b"\x28\xb5\x2f\xfd") == name.endswith(".zst")
     assert capture_kind(path) == "jsonl"
     assert list(iter_capture(path)) == list(enumerate(lines))
     assert list(iter_capture(path, start=100)) == list(enumerate(lines))[100:]
+    assert list(iter_capture(path, strict=True)) == list(enumerate(lines))
+    assert list(iter_capture(path, start=100, strict=True)) == list(enumerate(lines))[100:]
 
 
 @pytest.mark.parametrize("name", ["cap.bin", "cap.bin.zst"])
 def test_frames_round_trip_and_start(tmp_path: Path, name: str) -> None:
     frames = reference_frames()
     path = tmp_path / name
-    with open_capture_writer(path, "frames") as w:
-        for f in frames:
-            w.write(f)
+    write(path, "frames", frames)
     assert capture_kind(path) == "frames"
     assert list(iter_capture(path)) == list(enumerate(frames))
     assert list(iter_capture(path, start=149)) == [(149, frames[149])]
+    assert list(iter_capture(path, strict=True)) == list(enumerate(frames))
+    assert list(iter_capture(path, start=149, strict=True)) == [(149, frames[149])]
     if not name.endswith(".zst"):
         # The uncompressed layout is exactly the reference layout.
         ref = zstandard.ZstdDecompressor().stream_reader((CORPUS / "frames.bin.zst").open("rb")).read()
@@ -90,29 +105,62 @@ def test_frame_lengths_that_start_with_a_brace_are_still_frames(tmp_path: Path) 
     # 123 = 0x7b = "{": the first byte of this file looks like JSON, the length prefix says otherwise.
     frames = [b"\xa2" + b"x" * 122, b"{" * 635, b""]
     path = tmp_path / "brace.bin"
-    with open_capture_writer(path, "frames") as w:
-        for f in frames:
-            w.write(f)
+    write(path, "frames", frames)
     assert path.read_bytes()[:1] == b"{"
     assert capture_kind(path) == "frames"
     assert [b for _, b in iter_capture(path)] == frames
 
 
-@pytest.mark.parametrize("compressed", [False, True])
-def test_truncated_tails_are_yielded_as_is(tmp_path: Path, compressed: bool) -> None:
-    lines = jsonl_lines()[:5]
-    body = b"\n".join(lines) + b"\n" + lines[5 - 1][:40]  # last line cut, no newline
+def damaged(case: str) -> tuple[bytes, list[bytes], str, int]:
+    """(content, what a lenient read yields, the damage a strict one reports, where it starts) for `case`."""
     frames = reference_frames()[:3]
-    fbody = b"".join(struct.pack("<I", len(f)) + f for f in frames) + struct.pack("<I", 5000) + b"partial"
-    short_header = b"".join(struct.pack("<I", len(f)) + f for f in frames) + b"\x10\x00"
-    for name, data, expect in [
-        ("cut.jsonl", body, [*lines, lines[4][:40]]),
-        ("cut.bin", fbody, [*frames, b"partial"]),
-        ("cut2.bin", short_header, [*frames, b"\x10\x00"]),
-    ]:
-        path = tmp_path / (name + (".zst" if compressed else ""))
-        path.write_bytes(zstandard.ZstdCompressor().compress(data) if compressed else data)
-        assert [b for _, b in iter_capture(path)] == expect, name
+    lines = jsonl_lines()[:5]
+    whole = len(framed(frames))
+    huge = struct.pack("<I", MAX_FRAME_BYTES + 1)
+    return {
+        "truncated_length": (framed(frames) + b"\x10\x00", [*frames, b"\x10\x00"], case, whole),
+        "truncated_frame": (framed(frames) + struct.pack("<I", 5000) + b"partial", [*frames, b"partial"], case, whole),
+        "oversized_frame": (framed(frames) + huge + b"tail", [*frames, huge + b"tail"], case, whole),
+        "truncated_line": (
+            b"\n".join(lines) + b"\n" + lines[4][:40],
+            [*lines, lines[4][:40]],
+            case,
+            len(b"\n".join(lines)) + 1,
+        ),
+    }[case]
+
+
+def strict_read(path: Path, **kw: Any) -> tuple[list[tuple[int, bytes]], CaptureError]:
+    """What a strict read yields before it raises, and the error."""
+    got: list[tuple[int, bytes]] = []
+    with pytest.raises(CaptureError) as raised:
+        for item in iter_capture(path, strict=True, **kw):
+            got.append(item)
+    return got, raised.value
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("case", ["truncated_length", "truncated_frame", "oversized_frame", "truncated_line"])
+def test_damaged_tails_lenient_and_strict(tmp_path: Path, case: str, compressed: bool) -> None:
+    content, lenient, cause, offset = damaged(case)
+    path = tmp_path / ("cut" + (".zst" if compressed else ""))
+    path.write_bytes(zstandard.ZstdCompressor().compress(content) if compressed else content)
+    # Lenient: the damaged tail is yielded as-is for the parser to reject.
+    assert [b for _, b in iter_capture(path)] == lenient
+    # Strict: every whole item, then the damage, its position and where it starts.
+    got, err = strict_read(path)
+    assert got == list(enumerate(lenient[:-1]))
+    assert (err.cause, err.position, err.offset) == (cause, len(lenient) - 1, offset)
+    assert f"byte {offset}" in str(err)
+
+
+def test_strict_reads_check_the_items_they_skip(tmp_path: Path) -> None:
+    content, _, _, offset = damaged("truncated_frame")
+    path = tmp_path / "cut.bin"
+    path.write_bytes(content)
+    assert list(iter_capture(path, start=10)) == []  # lenient seeks past the damage
+    got, err = strict_read(path, start=10)
+    assert got == [] and (err.cause, err.position, err.offset) == ("truncated_frame", 3, offset)
 
 
 def test_killed_writer_loses_at_most_the_unflushed_tail(tmp_path: Path) -> None:
@@ -139,6 +187,8 @@ def test_writer_flushes_on_its_interval_not_on_every_write(tmp_path: Path) -> No
     assert path.stat().st_size == 0  # buffered
     w.flush()
     assert path.stat().st_size == 14
+    with pytest.raises(ValueError, match="more than a capture holds"):
+        w.write(bytes(MAX_FRAME_BYTES + 1))  # a reader would take it for damage
     w.close()
     with pytest.raises(ValueError):
         w.write(b"x")
@@ -171,12 +221,70 @@ def test_impossible_frame_length_ends_iteration_without_raising(tmp_path: Path) 
     assert items[0] == (0, b"abc") and items[1][0] == 1 and items[1][1].endswith(b"tail") and len(items) == 2
 
 
-def test_corrupt_zstd_midway_stops_cleanly(tmp_path: Path) -> None:
-    lines = jsonl_lines()
-    good = zstandard.ZstdCompressor().compress(b"\n".join(lines[:10]) + b"\n")
-    path = tmp_path / "bad.jsonl.zst"
-    path.write_bytes(good + b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
-    assert [b for _, b in iter_capture(path)] == lines[:10]
+@pytest.mark.parametrize("kind", ["jsonl", "frames"])
+def test_corrupt_zstd_midway(tmp_path: Path, kind: CaptureKind) -> None:
+    items = jsonl_lines()[:10] if kind == "jsonl" else reference_frames()[:10]
+    content = b"".join(line + b"\n" for line in items) if kind == "jsonl" else framed(items)
+    path = tmp_path / "bad.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(content) + b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
+    # Lenient stops cleanly after what decoded; strict raises there, after every item.
+    assert [b for _, b in iter_capture(path)] == items
+    got, err = strict_read(path)
+    assert [b for _, b in got] == items
+    assert (err.cause, err.position, err.offset) == ("corrupt_zstd", 10, len(content))
+
+
+def test_strict_corrupt_zstd_stops_close_before_it(tmp_path: Path) -> None:
+    # One zstd block per frame, so decoded content ends at a frame boundary wherever decoding stops.
+    frames = reference_frames()[:40]
+    raw = io.BytesIO()
+    w = zstandard.ZstdCompressor().stream_writer(raw, closefd=False)
+    block_starts = []
+    for f in frames:
+        block_starts.append(len(raw.getvalue()))
+        w.write(struct.pack("<I", len(f)) + f)
+        w.flush(zstandard.FLUSH_BLOCK)
+    w.close()  # type: ignore[no-untyped-call]
+    data = bytearray(raw.getvalue())
+    data[block_starts[30]] |= 0b110  # block type 3 is reserved: the block of frame 30 cannot be decoded
+    path = tmp_path / "bad.bin.zst"
+    path.write_bytes(bytes(data))
+    got, err = strict_read(path)
+    # Strict loses at most the blocks that end in its 4 KiB decoding step with the corruption (these are ~3 KiB).
+    assert got == list(enumerate(frames[: len(got)])) and 28 <= len(got) <= 30
+    assert (err.cause, err.position, err.offset) == ("corrupt_zstd", len(got), len(framed(frames[: len(got)])))
+    # Lenient decodes a whole read chunk per call, so it may stop further before; it never raises.
+    lenient = [b for _, b in iter_capture(path)]
+    assert lenient == frames[: len(lenient)] and len(lenient) <= len(got)
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "frames"])
+def test_unfinished_zstd(tmp_path: Path, kind: CaptureKind) -> None:
+    items = jsonl_lines()[:20] if kind == "jsonl" else reference_frames()[:20]
+    path = tmp_path / "live.zst"
+    w = open_capture_writer(path, kind, flush_interval=0.0)  # flush on every write
+    for item in items:
+        w.write(item)
+    # Killed before close(): the zstd frame is never finished. Lenient reads it all; strict reads it all too,
+    # then reports that the stream ends unfinished.
+    snapshot = tmp_path / "snapshot.zst"
+    shutil.copyfile(path, snapshot)
+    w.close()
+    overhead = 1 if kind == "jsonl" else 4  # line break or length prefix
+    size = sum(len(i) + overhead for i in items)
+    assert [b for _, b in iter_capture(snapshot)] == items
+    got, err = strict_read(snapshot)
+    assert [b for _, b in got] == items
+    assert (err.cause, err.position, err.offset) == ("truncated_zstd", 20, size)
+    # Cut inside a block: what the last whole block held, then the same report.
+    cut = tmp_path / "cut.zst"
+    cut.write_bytes(snapshot.read_bytes()[:-3])
+    got, err = strict_read(cut)
+    assert got == list(enumerate(items[:19]))  # the last item's block lost its end, so all of it is gone
+    assert (err.cause, err.position, err.offset) == ("truncated_zstd", 19, size - len(items[19]) - overhead)
+    assert list(iter_capture(cut)) == got
+    # A finished capture reads strictly without complaint.
+    assert list(iter_capture(path, strict=True)) == list(enumerate(items))
 
 
 def test_concatenated_zstd_frames_are_read_across(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ from typing import Any
 import libipld
 import pytest
 
-from indexer.atproto.repo.car import cid_str
+from indexer.atproto.repo.car import CarError, RepoCar, cid_str, read_repo_car
 from indexer.events import Malformed
-from indexer.firehose import CarError, RepoCar, read_repo_car
 from tests.test_firehose_support import CORPUS, cid_of, make_car
 
 REPO_CAR = CORPUS / "repo.car"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from indexer.firehose import convert
+from indexer.capture.convert import convert
 from tests.test_firehose_support import (
     CORPUS,
     FRAMES,
@@ -92,8 +92,33 @@ def test_truncated_capture_keeps_whole_frames(tmp_path: Path) -> None:
     write_capture(capture, frames, tail=(5000).to_bytes(4, "little") + b"partial")
     out = tmp_path / "cut.jsonl"
     stats = convert(capture, out)
-    assert stats.frames == 10 and stats.capture_error is not None and "truncated" in stats.capture_error
+    offset = sum(4 + len(f) for f in frames)
+    assert stats.frames == 10
+    assert stats.capture_error == f"capture truncated inside frame 10 at byte {offset} (7 of 5000 bytes)"
     assert [without_time(e) for e in read_lines(out)] == [without_time(e) for e in expected_v1()[:10]]
+
+
+def test_corrupt_zstd_keeps_whole_frames_and_names_the_offset(tmp_path: Path) -> None:
+    frames = corpus_frames()[:10]
+    capture = tmp_path / "bad.bin.zst"
+    write_capture(capture, frames)
+    capture.write_bytes(capture.read_bytes() + b"\x28\xb5\x2f\xfd" + b"\xff" * 64)
+    out = tmp_path / "bad.jsonl"
+    stats = convert(capture, out)
+    offset = sum(4 + len(f) for f in frames)
+    assert stats.frames == 10 and stats.capture_error is not None
+    assert stats.capture_error.startswith("corrupt zstd data")
+    assert stats.capture_error.endswith(f"after {offset} decoded bytes, reading frame 10")
+    assert [without_time(e) for e in read_lines(out)] == [without_time(e) for e in expected_v1()[:10]]
+
+
+def test_uncompressed_capture_converts_the_same(tmp_path: Path, converted: tuple[Path, Any]) -> None:
+    capture = tmp_path / "frames.bin"
+    capture.write_bytes(b"".join(len(f).to_bytes(4, "little") + f for f in corpus_frames()))
+    out = tmp_path / "v1.jsonl"
+    stats = convert(capture, out)
+    assert stats == converted[1]
+    assert out.read_bytes() == converted[0].read_bytes()
 
 
 def test_non_v1_frames_and_bad_ops_are_counted_not_written(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.atproto.repo.car import cid_str
+from indexer.atproto.repo.signatures import verify_commit
 from indexer.events import Checkpoint, Event, Malformed
-from indexer.firehose import Control, decode_frame, verify_commit
+from indexer.firehose.frames import Control, decode_frame
 from tests.test_firehose_support import (
     T0,
     T0_US,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from indexer.atproto.repo.car import DAG_CBOR_SHA256_PREFIX
 from indexer.atproto.repo.signatures import unsigned_commit_bytes
-from indexer.firehose.frames import iter_capture
+from indexer.capture.files import iter_capture
 
 REFERENCE = Path(os.environ.get("PLYR_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 CORPUS = REFERENCE / "corpus"
@@ -40,7 +40,7 @@ def manifest() -> dict[str, Any]:
 
 @cache
 def corpus_frames() -> tuple[bytes, ...]:
-    return tuple(iter_capture(FRAMES))
+    return tuple(frame for _, frame in iter_capture(FRAMES, strict=True))
 
 
 @cache

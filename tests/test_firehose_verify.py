@@ -8,8 +8,13 @@ from typing import Any
 import libipld
 import pytest
 
-from indexer.atproto.repo.signatures import unsigned_commit_bytes
-from indexer.firehose import SigningKeyError, parse_signing_key, verify_commit, verify_commit_with_key
+from indexer.atproto.repo.signatures import (
+    SigningKeyError,
+    parse_signing_key,
+    unsigned_commit_bytes,
+    verify_commit,
+    verify_commit_with_key,
+)
 from tests.test_firehose_support import FakeRepo, Key, corpus_frames, did_docs, manifest, sign_commit
 
 

@@ -537,3 +537,102 @@ def test_frame_positions() -> None:
     assert frame_cursor_v1(b"{}") is None and frame_cursor_v1(b"nope") is None
     assert frame_position_v2(_v2(_P)) == (9, 1783175888085434)
     assert frame_position_v2(b'{"$type":"error"}') == (None, None)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"rev": "3mptbypluud2"},
+        {"operation": "upsert"},
+        {"collection": "fm.plyr"},
+        {"collection": "fm.plyr.tr ack"},
+        {"rkey": ".."},
+        {"record": None},
+        {"cid": None},
+        {"cid": "zdj7WWeQ43G6JJvLWQWZpyHuAMq6uYWRjkBXFad11vE2LHhQ7"},
+    ],
+    ids=repr,
+)
+def test_v1_and_v2_judge_a_commit_alike(over: dict[str, Any]) -> None:
+    # Both wires build their Event in one place, so a bad commit gets the same reason and detail from either.
+    line = v1(commit={k: v for k, v in commit(**over).items() if v is not None})
+    one = parse_v1(line, "jetstream", collection_prefix=None)
+    two = parse_v2(v2_from_v1(line, 9), "jetstream-v2:h", collection_prefix=None)
+    assert isinstance(one, Malformed) and isinstance(two, Malformed), (one, two)
+    assert (one.reason, one.detail, one.did) == (two.reason, two.detail, two.did)
+
+
+# ----------------------------------------------------------------------------------------------------
+# what is ours when a line is broken: the watched namespace decides, never the shape of the damage
+
+_LIKE_OF_OUR_TRACK = commit(
+    collection="app.bsky.feed.like",
+    record={"$type": "app.bsky.feed.like", "subject": {"uri": f"at://{DID}/fm.plyr.track/3mptbyplj5d2a"}},
+)
+
+
+def _cut(data: bytes, after: bytes) -> bytes:
+    """`data` truncated right after the first `after`, as a capture killed mid-line leaves it."""
+    return data[: data.index(after) + len(after)]
+
+
+def _on_wire(line: bytes, wire: str, spacing: str) -> bytes:
+    """A whole v1 line as `wire` carries it, compact (as Jetstream writes) or spaced (as json.dumps does)."""
+    data = v2_from_v1(line, 9) if wire == "v2" else line
+    return json.dumps(json.loads(data), separators=(",", ":") if spacing == "compact" else None).encode()
+
+
+# (line, cut after, expected reason or None for "not ours")
+_BROKEN: list[tuple[bytes, bytes | None, str | None]] = [
+    # Ours, truncated: in the record, or inside the collection once the namespace is written.
+    (v1(), b'"a song', "invalid_json"),
+    (v1(), b"fm.plyr.tr", "invalid_json"),
+    (v1(), b'"fm.pl', "invalid_json"),
+    # Another collection's, truncated: even when its record mentions our namespace (a like of one of our tracks),
+    # and even when cut inside its collection, once that can no longer be ours.
+    (v1(commit=_LIKE_OF_OUR_TRACK), b"fm.plyr.track/", None),
+    (v1(commit=commit(collection="app.bsky.feed.post")), b'"app.bs', None),
+    # Cut before it names its collection: whose it was cannot be told, so it is ours to reject.
+    (v1(commit=commit(collection="app.bsky.feed.post")), b'"operation', "invalid_json"),
+    # Another collection's, whole but broken.
+    (v1(commit=commit(collection="app.bsky.feed.post", rev=5)), None, None),
+    (v1(commit=_LIKE_OF_OUR_TRACK), None, None),
+    # A commit that names no collection at all is ours to reject: it cannot be anyone else's.
+    (v1(commit=_DROP), None, "missing_field"),
+    (v1(commit=None), None, "missing_field"),
+    (v1(commit={k: v for k, v in commit().items() if k not in ("collection", "record")}), None, "missing_field"),
+    # Not a commit: ours (identity and account events are all kept), so rejected when broken.
+    (v1("identity"), b'"handle', "invalid_json"),
+]
+
+
+@pytest.mark.parametrize("spacing", ["compact", "spaced"])
+@pytest.mark.parametrize("wire", ["v1", "v2"])
+@pytest.mark.parametrize(("line", "after", "reason"), _BROKEN, ids=repr)
+def test_a_broken_line_is_ours_exactly_when_it_does_not_name_another_collection(
+    line: bytes, after: bytes | None, reason: str | None, wire: str, spacing: str
+) -> None:
+    if wire == "v2" and json.loads(line)["kind"] == "commit" and not isinstance(json.loads(line).get("commit"), dict):
+        # v2 carries a commit's fields in its payload: "no commit body" is a payload without them.
+        frame = {"$type": "message", "payload": {k: v for k, v in _P.items() if k not in commit()}}
+        data = json.dumps(frame, separators=(",", ":") if spacing == "compact" else None).encode()
+    else:
+        data = _on_wire(line, wire, spacing)
+    if after is not None:
+        data = _cut(data, after)
+    out = (parse_v2 if wire == "v2" else parse_v1)(data, "s")
+    if reason is None:
+        assert out is None, out
+    else:
+        assert isinstance(out, Malformed), out
+        assert out.reason == reason, out
+
+
+def test_every_collection_is_kept_without_a_prefix_even_when_broken() -> None:
+    # Without a prefix (a capture of everything) nothing is "another collection's": broken is rejected.
+    like = _on_wire(v1(commit=_LIKE_OF_OUR_TRACK), "v1", "compact")
+    out = parse_v1(_cut(like, b"fm.plyr.track/"), "s", collection_prefix=None)
+    assert isinstance(out, Malformed) and out.reason == "invalid_json"
+    post = _on_wire(v1(commit=commit(collection="app.bsky.feed.post", rev=5)), "v1", "compact")
+    out = parse_v1(post, "s", collection_prefix=None)
+    assert isinstance(out, Malformed) and out.reason == "invalid_field"

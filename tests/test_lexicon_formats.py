@@ -1,5 +1,6 @@
-"""Lexicon string formats. Most cases come from the atproto specs and the atproto interop test vectors
-(https://github.com/bluesky-social/atproto-interop-tests, CC0)."""
+"""Lexicon string formats and the identifier syntaxes they name (`indexer.atproto.syntax`). Most cases come
+from the atproto specs and the atproto interop test vectors (https://github.com/bluesky-social/atproto-interop-tests,
+CC0); tests/test_syntax_interop.py runs the vector files themselves against every source."""
 
 from __future__ import annotations
 
@@ -10,19 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.atproto.lexicon import (
-    FORMATS,
+from indexer.atproto.lexicon import FORMATS, is_language, is_uri
+from indexer.atproto.syntax import (
     is_at_identifier,
     is_at_uri,
+    is_base32_cid,
     is_cid,
     is_datetime,
     is_did,
     is_handle,
-    is_language,
     is_nsid,
     is_record_key,
     is_tid,
-    is_uri,
 )
 
 Check = Callable[[str], bool]
@@ -137,6 +137,12 @@ VALID: dict[Check, list[str]] = {
         "zdj7WWeQ43G6JJvLWQWZpyHuAMq6uYWRjkBXFad11vE2LHhQ7",
         "mBcDxtdWx0aWhhc2g+",
         "f017012202c5f688262e0ece8569aa6f94d60aad55ca8d9d83734e4a7430d0cff6588ec2b",
+    ],
+    is_base32_cid: [
+        "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+        "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq",
+        "bafkreibme22gw2h7y2h7tg2fhqotaqjucnbc24deqo72b6mkl2egezxhvy",
+        "b" * 256,
     ],
     is_tid: ["3jzfcijpj2z2a", "7777777777777", "3zzzzzzzzzzzz", "2222222222222", "3lbyvyjw5fk2n"],
     is_record_key: [
@@ -348,6 +354,17 @@ INVALID: dict[Check, list[str]] = {
         "QmbWqxBEKC3P8tqsKc98xmWNzrzDtRLMiMPL8wBuTGsMnR",  # CIDv0
         "noop",
         "b" * 257,
+        "",
+    ],
+    is_base32_cid: [
+        "zdj7WWeQ43G6JJvLWQWZpyHuAMq6uYWRjkBXFad11vE2LHhQ7",  # valid CID, base58btc
+        "mBcDxtdWx0aWhhc2g+",  # valid CID, base64
+        "f017012202c5f688262e0ece8569aa6f94d60aad55ca8d9d83734e4a7430d0cff6588ec2b",  # valid CID, base16
+        "BAFYREICLP443LAVOGVHJ3D2OB2CXBFUSCNI2K5JK7BEBJZG7KHL3ESABWQ",  # base32upper
+        "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esab01",  # 0 and 1 are not base32
+        "bafyrei",
+        "b" * 257,
+        "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq\n",
         "",
     ],
     is_tid: [

@@ -19,9 +19,8 @@ Malformed for that op and the other ops still become Events (as Jetstream does).
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any
 
 import libipld
 
@@ -35,38 +34,16 @@ from indexer.atproto.repo.car import (
     mst_lookup,
     record_to_json,
 )
+from indexer.atproto.syntax import is_did, is_nsid, is_record_key, is_tid
 from indexer.events import Event, Malformed, Operation, parse_time_us
 
 # (did, commit object) -> None if the signature is good, else a reason.
 CommitVerifier = Callable[[str, dict[str, Any]], str | None]
 
-# atproto syntax specs: TID, NSID, record key, DID (method and identifier charset, not per-method rules).
-TID_RE = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
-NSID_RE = re.compile(
-    r"^[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+"
-    r"\.[a-zA-Z][a-zA-Z0-9]{0,62}$"
-)
-RKEY_RE = re.compile(r"^[a-zA-Z0-9._:~-]{1,512}$")
-DID_RE = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
-MAX_NSID_LEN = 317
-MAX_DID_LEN = 2048
 # A rejected frame is kept (base64) for diagnosis only up to this size, so a flood of junk stays cheap.
 MAX_RAW_KEPT = 64 * 1024
 
 _ACTIONS: dict[str, Operation] = {"create": "create", "update": "update", "delete": "delete"}
-
-
-def valid_did(did: Any) -> TypeGuard[str]:
-    return type(did) is str and len(did) <= MAX_DID_LEN and DID_RE.match(did) is not None
-
-
-def valid_nsid(nsid: str) -> bool:
-    return len(nsid) <= MAX_NSID_LEN and NSID_RE.match(nsid) is not None
-
-
-def valid_rkey(rkey: str) -> bool:
-    return rkey not in (".", "..") and RKEY_RE.match(rkey) is not None
 
 
 def malformed(
@@ -121,9 +98,9 @@ def _wanted_items(
     rev = body.get("rev")
     if type(cursor) is not int:
         return bad("missing_field", "commit without an integer 'seq'")
-    if not valid_did(did):
+    if type(did) is not str or not is_did(did):
         return bad("invalid_field", f"commit 'repo' is not a DID: {str(did)[:200]!r}")
-    if type(rev) is not str or TID_RE.match(rev) is None:
+    if type(rev) is not str or not is_tid(rev):
         return bad("invalid_rev", f"commit rev is not a TID: {str(rev)[:64]!r}")
     time = body.get("time")
     if type(time) is not str:
@@ -177,7 +154,7 @@ def _wanted_items(
         cid: str | None = None
         if action is None:
             problem = ("invalid_op", f"unknown action {str(op.get('action'))[:64]!r}")
-        elif not valid_nsid(collection) or not valid_rkey(rkey):
+        elif not is_nsid(collection) or not is_record_key(rkey):
             problem = ("invalid_path", "not collection/rkey with a valid NSID and record key")
         elif action == "delete":
             if verified is not None:

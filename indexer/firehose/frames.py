@@ -6,17 +6,15 @@ message whose body type is `t`; `op == -1` an error frame (`{error, message}`) a
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import libipld
 import msgspec
-import zstandard
 
+from indexer.atproto.syntax import is_did
 from indexer.events import Checkpoint, Event, Malformed, is_relevant_collection, parse_time_us
-from indexer.firehose.commit import CommitVerifier, commit_items, malformed, valid_did
+from indexer.firehose.commit import CommitVerifier, commit_items, malformed
 
 DEFAULT_MAX_FRAME_BYTES = 5 * 1024 * 1024
 
@@ -184,7 +182,7 @@ def _common(body: dict[str, Any], kind: str, bad: BadFn) -> tuple[str, int, str]
     time = body.get("time")
     if type(seq) is not int:
         return bad("missing_field", f"{kind} without an integer 'seq'", did=did if type(did) is str else None)
-    if not valid_did(did):
+    if type(did) is not str or not is_did(did):
         return bad("invalid_field", f"{kind} 'did' is not a DID: {_short(did)}", cursor=seq)
     if type(time) is not str:
         return bad("missing_field", f"{kind} without a 'time'", did=did, cursor=seq)
@@ -199,18 +197,7 @@ def _identity(body: dict[str, Any], source: str, bad: BadFn) -> list[Decoded]:
     handle = body.get("handle")
     if handle is not None and type(handle) is not str:
         return bad("invalid_field", "#identity 'handle' is not a string", did=did, cursor=seq)
-    return [
-        Event(
-            kind="identity",
-            did=did,
-            source=source,
-            cursor=seq,
-            time_us=parse_time_us(time),
-            seq=seq,
-            time=time,
-            handle=handle,
-        )
-    ]
+    return [_event("identity", source, did, seq, time, handle=handle)]
 
 
 def _account(body: dict[str, Any], source: str, bad: BadFn) -> list[Decoded]:
@@ -224,19 +211,33 @@ def _account(body: dict[str, Any], source: str, bad: BadFn) -> list[Decoded]:
         return bad("missing_field", "#account without a boolean 'active'", did=did, cursor=seq)
     if status is not None and type(status) is not str:
         return bad("invalid_field", "#account 'status' is not a string", did=did, cursor=seq)
-    return [
-        Event(
-            kind="account",
-            did=did,
-            source=source,
-            cursor=seq,
-            time_us=parse_time_us(time),
-            seq=seq,
-            time=time,
-            active=active,
-            status=status,
-        )
-    ]
+    return [_event("account", source, did, seq, time, active=active, status=status)]
+
+
+def _event(
+    kind: Literal["identity", "account"],
+    source: str,
+    did: str,
+    seq: int,
+    time: str,
+    *,
+    handle: str | None = None,
+    active: bool | None = None,
+    status: str | None = None,
+) -> Event:
+    """An #identity or #account Event: the relay seq is its cursor and its `time` orders it."""
+    return Event(
+        kind=kind,
+        did=did,
+        source=source,
+        cursor=seq,
+        time_us=parse_time_us(time),
+        seq=seq,
+        time=time,
+        handle=handle,
+        active=active,
+        status=status,
+    )
 
 
 def _sync(body: dict[str, Any], source: str, bad: BadFn) -> list[Decoded]:
@@ -249,55 +250,3 @@ def _sync(body: dict[str, Any], source: str, bad: BadFn) -> list[Decoded]:
     if type(rev) is not str or type(blocks) is not bytes:
         return bad("missing_field", "#sync without 'rev' and 'blocks'", did=did, cursor=seq)
     return [Control(kind="sync", source=source, cursor=seq, did=did, rev=rev, blocks=blocks, time=time)]
-
-
-# --- captures -------------------------------------------------------------------------------------
-
-
-class CaptureError(ValueError):
-    pass
-
-
-_LEN = struct.Struct("<I")
-
-
-def iter_capture(path: str | Path, *, max_frame_bytes: int = 64 * 1024 * 1024) -> Iterator[bytes]:
-    """Frames of a capture file: zstd of `[u32 little-endian length][frame bytes]...`, streamed.
-
-    Raises CaptureError on a truncated tail, corrupt zstd or an implausible length (after yielding every
-    whole frame before it)."""
-    try:
-        yield from _frames(path, max_frame_bytes)
-    except zstandard.ZstdError as e:
-        raise CaptureError(f"capture is not valid zstd: {e}") from None
-
-
-def _frames(path: str | Path, max_frame_bytes: int) -> Iterator[bytes]:
-    with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as reader:
-        index = 0
-        while True:
-            head = _read_exact(reader, 4)
-            if not head:
-                return
-            if len(head) < 4:
-                raise CaptureError(f"capture truncated in the length of frame {index}")
-            (n,) = _LEN.unpack(head)
-            if n > max_frame_bytes:
-                raise CaptureError(f"frame {index} claims {n} bytes, more than {max_frame_bytes}")
-            frame = _read_exact(reader, n)
-            if len(frame) < n:
-                raise CaptureError(f"capture truncated inside frame {index} ({len(frame)} of {n} bytes)")
-            yield frame
-            index += 1
-
-
-def _read_exact(reader: Any, n: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = n
-    while remaining:
-        chunk = reader.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)

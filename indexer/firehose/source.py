@@ -13,6 +13,9 @@ batch writer.
   `#info OutdatedCursor` marks every repo we index. Marks are committed before the frame's item is yielded,
   so the cursor never moves past a mark that could still be lost. `plyr-appview resync` (and the periodic
   job inside `index`) fetches marked repos.
+- Connection state: `connection_states` holds the host's `SourceState` (connected or not, since when, the last
+  error, consecutive failed attempts); each transition also goes to `status` (the indexer's
+  `SourceStatusRecorder`, which must not block) and to the metrics.
 - Bad input never ends the stream: every frame becomes Events, a Checkpoint or Malformed items; an unknown
   frame type is a Malformed("unknown_frame_type"); a frame over `max_frame_bytes` is a
   Malformed("frame_too_large"). Frames far above that (over the websocket limit) close the connection; the
@@ -40,6 +43,7 @@ from indexer.events import Checkpoint, Event, Item, Malformed, is_relevant_colle
 from indexer.firehose.commit import malformed
 from indexer.firehose.frames import DEFAULT_MAX_FRAME_BYTES, Control, Decoded, decode_frame
 from indexer.metrics import Metrics
+from indexer.source_status import ConnectionStates, SourceState, StatusSink, describe_connect_error
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +131,13 @@ class FirehoseSource:
         max_backoff: float = 60.0,
         refresh_interval: float = 60.0,
         rev_cache_size: int = 1_000_000,
+        status: StatusSink | None = None,
     ) -> None:
         self.ws_url, self.host = parse_firehose_url(url)
         self.source = PREFIX + self.host
+        self.connection_states = ConnectionStates(
+            [SourceState(self.source, self.host, "firehose", self.ws_url)], sink=status, metrics=metrics
+        )
         self.last_seq = start_cursor
         self.docs = docs
         self.marker = marker
@@ -157,87 +165,105 @@ class FirehoseSource:
             return self.ws_url
         return self.ws_url + "?" + urlencode({"cursor": str(self.last_seq)})
 
+    @property
+    def ever_connected(self) -> bool:
+        return self.connection_states.ever_connected
+
     async def events(self) -> AsyncIterator[Item]:
-        backoff = self.min_backoff
-        while True:
-            url = self._url()
-            ws: ClientConnection | None = None
-            valid = 0
-            reason = "closed"
-            try:
+        # One flat generator (a wrapper would cost a layer per frame); `finally` notes that reading stopped.
+        try:
+            backoff = self.min_backoff
+            self.connection_states.activate(self.source, self.host)
+            while True:
+                url = self._url()
+                ws: ClientConnection | None = None
+                valid = 0
+                reason = "closed"
+                opened = False
                 try:
-                    ws = await connect(
-                        url,
-                        open_timeout=self.open_timeout,
-                        max_size=self.max_frame_bytes * 4,
-                        max_queue=64,
-                        compression=None,
-                        ping_interval=20,
-                        ping_timeout=20,
-                    )
-                except InvalidURI as e:
-                    raise FirehoseError(f"invalid firehose URL {url!r}: {e}") from e
-                except InvalidStatus as e:
-                    raise _End(f"http_{e.response.status_code}") from None
-                except (OSError, TimeoutError, InvalidHandshake) as e:
-                    raise _End("connect_failed", f"{type(e).__name__}: {e}") from None
-                self.connections += 1
-                log.info("firehose connected", extra={"source": self.source, "ws_url": url})
-                received = None if self.metrics is None else self.metrics.events_received.labels(source=self.source)
-                while True:
                     try:
-                        async with asyncio.timeout(self.idle_timeout):
-                            msg = await ws.recv(decode=False)
-                    except TimeoutError:
-                        raise _End("idle", f"no frame for {self.idle_timeout} s") from None
-                    except ConnectionClosed as e:
-                        raise self._closed(e) from None
-                    self.frames += 1
-                    if received is not None:
-                        received.inc()
-                    data = msg if isinstance(msg, bytes) else msg.encode()
-                    try:
-                        items = await self.handle(data)
-                    except _End:
-                        raise
-                    except Exception as e:
-                        # A bug must cost one frame, not the stream.
-                        log.exception("firehose frame handling failed", extra={"source": self.source})
-                        items = [malformed(data, self.source, "internal_error", f"{type(e).__name__}: {e}"[:500])]
-                    if any(not isinstance(i, Malformed) for i in items):
-                        valid += 1
-                    for item in items:
-                        yield item
-            except _End as e:
-                reason = e.reason
-                if e.reason == "oversize":
-                    # The frame after the last seq is too large for the socket: skip that seq so the next
-                    # connection does not meet it again, and keep a trace of what was skipped.
-                    skipped = None if self.last_seq is None else self.last_seq + 1
-                    yield Malformed(
-                        reason="frame_too_large",
-                        detail=f"websocket message over {self.max_frame_bytes * 4} bytes after seq {self.last_seq}",
-                        source=self.source,
-                        cursor=skipped,
-                    )
-                    if skipped is not None:
-                        self.last_seq = skipped
-                if e.detail:
-                    reason = f"{e.reason}: {e.detail}"
-            finally:
-                if ws is not None:
-                    await ws.close()
-            if valid:
-                backoff = self.min_backoff
-            delay = backoff * random.uniform(0.5, 1.0)
-            log.warning(
-                "firehose disconnected",
-                extra={"source": self.source, "reason": reason[:500], "retry_in_s": round(delay, 3)},
-            )
-            if self.metrics is not None:
-                self.metrics.reconnects.labels(source=self.source).inc()
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, self.max_backoff)
+                        ws = await connect(
+                            url,
+                            open_timeout=self.open_timeout,
+                            max_size=self.max_frame_bytes * 4,
+                            max_queue=64,
+                            compression=None,
+                            ping_interval=20,
+                            ping_timeout=20,
+                        )
+                    except InvalidURI as e:
+                        self.connection_states.failed(self.source, self.host, f"invalid URL: {e}")
+                        raise FirehoseError(f"invalid firehose URL {url!r}: {e}") from e
+                    except InvalidStatus as e:
+                        body = bytes(e.response.body or b"")[:300].decode("utf-8", "replace")
+                        raise _End(f"http_{e.response.status_code}", body) from None
+                    except (OSError, TimeoutError, InvalidHandshake) as e:
+                        raise _End("connect_failed", describe_connect_error(e, self.open_timeout)) from None
+                    opened = True
+                    self.connections += 1
+                    self.connection_states.connected(self.source, self.host)
+                    log.info("firehose connected", extra={"source": self.source, "ws_url": url})
+                    received = None if self.metrics is None else self.metrics.events_received.labels(source=self.source)
+                    while True:
+                        try:
+                            async with asyncio.timeout(self.idle_timeout):
+                                msg = await ws.recv(decode=False)
+                        except TimeoutError:
+                            raise _End("idle", f"no frame for {self.idle_timeout} s") from None
+                        except ConnectionClosed as e:
+                            raise self._closed(e) from None
+                        self.frames += 1
+                        if received is not None:
+                            received.inc()
+                        data = msg if isinstance(msg, bytes) else msg.encode()
+                        try:
+                            items = await self.handle(data)
+                        except _End:
+                            raise
+                        except Exception as e:
+                            # A bug must cost one frame, not the stream.
+                            log.exception("firehose frame handling failed", extra={"source": self.source})
+                            items = [malformed(data, self.source, "internal_error", f"{type(e).__name__}: {e}"[:500])]
+                        if any(not isinstance(i, Malformed) for i in items):
+                            valid += 1
+                        for item in items:
+                            yield item
+                except _End as e:
+                    reason = e.reason
+                    if opened:
+                        self.connection_states.disconnected(self.source, self.host, e.describe())
+                    else:
+                        self.connection_states.failed(self.source, self.host, e.describe())
+                    if e.reason == "oversize":
+                        # The frame after the last seq is too large for the socket: skip that seq so the next
+                        # connection does not meet it again, and keep a trace of what was skipped.
+                        skipped = None if self.last_seq is None else self.last_seq + 1
+                        yield Malformed(
+                            reason="frame_too_large",
+                            detail=f"websocket message over {self.max_frame_bytes * 4} bytes after seq {self.last_seq}",
+                            source=self.source,
+                            cursor=skipped,
+                        )
+                        if skipped is not None:
+                            self.last_seq = skipped
+                    if e.detail:
+                        reason = f"{e.reason}: {e.detail}"
+                finally:
+                    if ws is not None:
+                        await ws.close()
+                if valid:
+                    backoff = self.min_backoff
+                delay = backoff * random.uniform(0.5, 1.0)
+                log.warning(
+                    "firehose disconnected",
+                    extra={"source": self.source, "reason": reason[:500], "retry_in_s": round(delay, 3)},
+                )
+                if self.metrics is not None:
+                    self.metrics.reconnects.labels(source=self.source).inc()
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            self.connection_states.stopped()
 
     def _closed(self, e: ConnectionClosed) -> _End:
         codes = {e.sent.code if e.sent else None, e.rcvd.code if e.rcvd else None}
@@ -382,6 +408,14 @@ class _End(Exception):
         super().__init__(detail or reason)
         self.reason = reason
         self.detail = detail
+
+    def describe(self) -> str:
+        """For operators: "connection refused", "HTTP 502: bad gateway", "idle: no frame for 60 s"."""
+        if self.reason == "connect_failed":
+            return self.detail or "connection failed"
+        if self.reason.startswith("http_"):
+            return f"HTTP {self.reason[5:]}" + (f": {self.detail}" if self.detail else "")
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 def _peek(data: bytes) -> dict[str, Any] | None:

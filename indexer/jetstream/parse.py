@@ -3,6 +3,20 @@
 Every function here is total: any input, however hostile, becomes an `Event`, a `Malformed` (with a short
 `reason` code) or `None` ("not ours"), never an exception.
 
+What is ours, given a collection prefix (`fm.plyr.` by default): everything but a commit that names a collection
+outside the prefix. Such a commit is None, broken or not, so other apps' garbage never fills the rejections;
+anything else that cannot become an `Event` is a `Malformed`. A message that names no collection cannot be shown
+to be another app's, so it is ours to reject: a commit without its `commit` body or its `collection`, and a line
+cut short before its collection. A line that is not JSON, or not whole (a truncated capture), is judged on its
+text (`_foreign_text`): it is another collection's when its first `"collection"` value, even cut short, can no
+longer be in the prefix; otherwise it is rejected as `invalid_json`, whether or not it mentions the prefix.
+
+Each wire is decoded by msgspec into its own typed structs, which are mapped to one wire-independent
+`_Envelope`; the `Event` is built from the envelope by one function (`_event`), so both wires accept and
+reject the same things with the same reasons. A frame the typed decoder refuses goes through one fallback
+(`_invalid`), which recovers the did, cursor and relevance the rejection should carry. Identifier syntax
+(DID, NSID, TID, record key, CID) is `indexer.atproto.syntax`, shared with the relay firehose decoder.
+
 Jetstream v1 (`GET /subscribe`)
     One JSON object per websocket message, `{"did", "time_us", "kind", "commit"|"identity"|"account"}`.
     The cursor is `time_us`, a microsecond timestamp local to one instance. With `compress=true` each message
@@ -41,13 +55,15 @@ Jetstream v2 (`GET /xrpc/network.bsky.jetstream.subscribeEvents`)
 from __future__ import annotations
 
 import functools
-import re
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
 import msgspec
 import zstandard
 
+from indexer.atproto.syntax import is_base32_cid, is_did, is_nsid, is_record_key, is_tid
 from indexer.events import COLLECTION_PREFIX, Event, Malformed, Operation, parse_time_us
 from indexer.jetstream.zstd_dict import V1_DICT_ID, load_dict
 
@@ -58,14 +74,19 @@ V2_TYPE_PREFIX: Final = "network.bsky.jetstream.subscribeEvents"
 # Postgres bigint: a larger cursor or seq could not be committed.
 _MAX_INT64: Final = 2**63 - 1
 
-_TID = re.compile(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}")
-_DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
-_RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
-_NSID = re.compile(r"[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+")
+_KINDS: Final = frozenset(("commit", "identity", "account"))
 _OPERATIONS: Final = frozenset(("create", "update", "delete"))
 
+# ----------------------------------------------------------------------------------------------------
+# the two wires, as decoded
+#
+# gc=False: decoded JSON cannot form reference cycles, so these need no cycle collection; it saves the
+# collector's bookkeeping on every event.
 
-class _Commit(msgspec.Struct):
+
+class _Commit(msgspec.Struct, gc=False):
+    """The fields of a commit: v1's `commit` object, or the same fields of a v2 `#commit` payload."""
+
     rev: str
     operation: str
     collection: str
@@ -74,14 +95,14 @@ class _Commit(msgspec.Struct):
     cid: str | None = None
 
 
-class _Identity(msgspec.Struct):
+class _Identity(msgspec.Struct, gc=False):
     did: str
     handle: str | None = None
     seq: int | None = None
     time: str | None = None
 
 
-class _Account(msgspec.Struct):
+class _Account(msgspec.Struct, gc=False):
     did: str
     active: bool
     status: str | None = None
@@ -89,7 +110,7 @@ class _Account(msgspec.Struct):
     time: str | None = None
 
 
-class _V1Event(msgspec.Struct):
+class _V1Event(msgspec.Struct, gc=False):
     did: str
     time_us: int
     kind: str
@@ -98,7 +119,7 @@ class _V1Event(msgspec.Struct):
     account: _Account | None = None
 
 
-class _V2Payload(msgspec.Struct, rename={"type": "$type"}):
+class _V2Payload(msgspec.Struct, rename={"type": "$type"}, gc=False):
     type: str
     seq: int | None = None
     did: str | None = None
@@ -115,7 +136,7 @@ class _V2Payload(msgspec.Struct, rename={"type": "$type"}):
     message: str | None = None
 
 
-class _V2Frame(msgspec.Struct, rename={"type": "$type"}):
+class _V2Frame(msgspec.Struct, rename={"type": "$type"}, gc=False):
     type: str
     payload: _V2Payload | None = None
     error: str | None = None
@@ -201,7 +222,41 @@ def malformed_from_decompress_error(err: DecompressError, data: bytes, source: s
 
 
 # ----------------------------------------------------------------------------------------------------
-# shared helpers
+# what both wires become
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """What still differs between the wires once an event is in an envelope: the wording of a few rejections,
+    and where an event that failed typed decoding keeps its fields."""
+
+    unit: str  # what one message is called: "event" (v1) or "frame" (v2)
+    missing_body: Mapping[str, str]  # kind -> detail when the kind's object is absent
+    # untyped message -> (commit collection or None, did, cursor), each as found, unchecked
+    salvage: Callable[[dict[str, Any]], tuple[Any, Any, Any]]
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """One event, whichever wire carried it. `cursor` is the source position (v1 `time_us`, v2 `seq`) and
+    `time_us` the event time (v1 `time_us`, v2 `time`); both are already range-checked. For a v2 payload the
+    kind is one of `_KINDS` and a commit's fields are all present; v1 leaves both checks to `_event`."""
+
+    wire: _Wire
+    kind: str
+    did: str
+    cursor: int
+    time_us: int
+    commit: _Commit | None
+    identity: _Identity | None
+    account: _Account | None
+
+
+class _Bad(Exception):
+    """Internal short-circuit carrying a reason; never escapes this module."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
 
 
 def _raw_text(data: bytes) -> str:
@@ -214,33 +269,9 @@ def _as_bytes(data: bytes | bytearray | memoryview | str) -> bytes:
     return bytes(data) if not isinstance(data, bytes) else data
 
 
-# DIDs and collections repeat across events, so remembering the ones already checked skips most regex calls.
-# Bounded by clearing: a hostile stream of fresh values costs one regex each, never unbounded memory.
-_CACHE_LIMIT: Final = 100_000
-_good_dids: set[str] = set()
-_good_collections: set[str] = set()
-
-
-def _valid_did(did: str) -> bool:
-    if did in _good_dids:
-        return True
-    if len(did) > 2048 or _DID.fullmatch(did) is None:
-        return False
-    if len(_good_dids) >= _CACHE_LIMIT:
-        _good_dids.clear()
-    _good_dids.add(did)
-    return True
-
-
-def _valid_collection(collection: str) -> bool:
-    if collection in _good_collections:
-        return True
-    if len(collection) > 317 or _NSID.fullmatch(collection) is None:
-        return False
-    if len(_good_collections) >= _CACHE_LIMIT:
-        _good_collections.clear()
-    _good_collections.add(collection)
-    return True
+def _position(value: Any) -> int | None:
+    """A cursor (v1 `time_us`, v2 `seq`) if `value` is one, else None."""
+    return value if type(value) is int and 0 < value <= _MAX_INT64 else None
 
 
 def _valid_int(v: int | None) -> bool:
@@ -252,121 +283,208 @@ def _prefix_bytes(prefix: str) -> bytes:
     return prefix.encode()
 
 
+# DIDs and collections repeat across events, so remembering the ones already checked skips most syntax checks.
+# Bounded by clearing: a hostile stream of fresh values costs one check each, never unbounded memory.
+_CACHE_LIMIT: Final = 100_000
+_good_dids: set[str] = set()
+_good_collections: set[str] = set()
+
+
+def _valid_did(did: str) -> bool:
+    if did in _good_dids:
+        return True
+    if not is_did(did):
+        return False
+    if len(_good_dids) >= _CACHE_LIMIT:
+        _good_dids.clear()
+    _good_dids.add(did)
+    return True
+
+
+def _valid_collection(collection: str) -> bool:
+    if collection in _good_collections:
+        return True
+    if not is_nsid(collection):
+        return False
+    if len(_good_collections) >= _CACHE_LIMIT:
+        _good_collections.clear()
+    _good_collections.add(collection)
+    return True
+
+
+def _event(env: _Envelope, source: str, collection_prefix: str | None) -> Event | None:
+    """The Event for `env`, or None for a commit whose collection does not start with `collection_prefix`.
+    Raises `_Bad` for an event that is ours but invalid."""
+    kind = env.kind
+    did = env.did
+    if kind == "commit":
+        c = env.commit
+        if c is None:
+            raise _Bad("missing_field", env.wire.missing_body[kind])
+        collection = c.collection
+        if collection_prefix is not None and not collection.startswith(collection_prefix):
+            return None
+        operation = c.operation
+        if not _valid_did(did):
+            raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
+        if operation not in _OPERATIONS:
+            raise _Bad("invalid_operation", f"commit operation {operation[:50]!r} is not create, update or delete")
+        if not is_tid(c.rev):
+            raise _Bad("invalid_rev", f"commit rev {c.rev[:50]!r} is not a TID")
+        if not _valid_collection(collection):
+            raise _Bad("invalid_collection", f"collection {collection[:100]!r} is not an NSID")
+        if not is_record_key(c.rkey):
+            raise _Bad("invalid_rkey", f"record key {c.rkey[:100]!r} is not valid")
+        record: dict[str, Any] | None = None
+        cid: str | None = None
+        if operation != "delete":
+            record, cid = c.record, c.cid
+            if record is None:
+                raise _Bad("missing_record", f"commit {operation} without a record")
+            if cid is None:
+                raise _Bad("missing_cid", f"commit {operation} without a cid")
+            if not is_base32_cid(cid):
+                raise _Bad("invalid_cid", f"cid {cid[:100]!r} is not a base32 CIDv1")
+        return Event(
+            kind="commit",
+            did=did,
+            source=source,
+            cursor=env.cursor,
+            time_us=env.time_us,
+            operation=cast(Operation, operation),
+            collection=collection,
+            rkey=c.rkey,
+            rev=c.rev,
+            cid=cid,
+            record=record,
+        )
+    if not _valid_did(did):
+        raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
+    if kind == "identity":
+        i = env.identity
+        if i is None:
+            raise _Bad("missing_field", env.wire.missing_body[kind])
+        if i.did != did:
+            raise _Bad("did_mismatch", f"identity.did {i.did[:100]!r} differs from the event did")
+        if not _valid_int(i.seq):
+            raise _Bad("invalid_field", f"identity.seq {i.seq} is out of range")
+        return Event(
+            kind="identity",
+            did=did,
+            source=source,
+            cursor=env.cursor,
+            time_us=env.time_us,
+            seq=i.seq,
+            time=i.time,
+            handle=i.handle,
+        )
+    if kind == "account":
+        a = env.account
+        if a is None:
+            raise _Bad("missing_field", env.wire.missing_body[kind])
+        if a.did != did:
+            raise _Bad("did_mismatch", f"account.did {a.did[:100]!r} differs from the event did")
+        if not _valid_int(a.seq):
+            raise _Bad("invalid_field", f"account.seq {a.seq} is out of range")
+        return Event(
+            kind="account",
+            did=did,
+            source=source,
+            cursor=env.cursor,
+            time_us=env.time_us,
+            seq=a.seq,
+            time=a.time,
+            active=a.active,
+            status=a.status,
+        )
+    raise _Bad("unknown_kind", f"unknown event kind {kind[:50]!r}")
+
+
+def _rejected(bad: _Bad, b: bytes, source: str, did: str | None, cursor: int | None) -> Malformed:
+    return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=cursor, source=source)
+
+
+def _not_json(b: bytes, source: str, err: Exception) -> Malformed:
+    return Malformed(reason="invalid_json", detail=f"not valid JSON: {err}", raw=_raw_text(b), source=source)
+
+
+_COLLECTION_KEY: Final = b'"collection"'
+# An NSID is at most 317 characters; the window also covers the whitespace a hostile writer may add.
+_COLLECTION_WINDOW: Final = 400
+
+
+def _named_collection(b: bytes) -> bytes | None:
+    """The value of the first `"collection"` key of a text that may not be JSON, or as much of it as the text
+    holds when it ends inside it; None when there is no such key. Both wires write a commit's collection before
+    its record, so a key of the record itself comes later."""
+    at = b.find(_COLLECTION_KEY)
+    if at < 0:
+        return None
+    rest = b[at + len(_COLLECTION_KEY) : at + len(_COLLECTION_KEY) + _COLLECTION_WINDOW].lstrip()
+    if not rest.startswith(b":"):
+        return None
+    rest = rest[1:].lstrip()
+    if not rest.startswith(b'"'):
+        return None
+    end = rest.find(b'"', 1)
+    return rest[1:] if end < 0 else rest[1:end]
+
+
+def _foreign_text(b: bytes, prefix: bytes) -> bool:
+    """Whether a text that may not be JSON names a collection outside `prefix`: its first `"collection"` value,
+    even cut short, can no longer be one of ours."""
+    named = _named_collection(b)
+    return named is not None and not named.startswith(prefix) and not prefix.startswith(named)
+
+
+def _cheap_foreign(b: bytes, prefix: str | None, commit_mark: bytes) -> bool:
+    """The test before decoding, which spares a JSON decode of every other collection's commit: a commit whose
+    text names another collection and never mentions `prefix` is not ours (Jetstream writes NSIDs unescaped).
+    Whatever else is decoded, and judged exactly."""
+    if prefix is None:
+        return False
+    p = _prefix_bytes(prefix)
+    return p not in b and commit_mark in b and _foreign_text(b, p)
+
+
+def _unreadable(b: bytes, source: str, err: Exception, collection_prefix: str | None) -> Malformed | None:
+    """A text that is not (whole) JSON: None when it names another collection (`_foreign_text`), else
+    `invalid_json`."""
+    if collection_prefix is not None and _foreign_text(b, _prefix_bytes(collection_prefix)):
+        return None
+    return _not_json(b, source, err)
+
+
 def _validation_reason(message: str) -> str:
     if message.startswith("Object missing required field"):
         return "missing_field"
     return "invalid_field"
 
 
-class _Bad(Exception):
-    """Internal short-circuit carrying a reason; never escapes this module."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-
-
-def _commit_fields(
-    did: str,
-    rev: str,
-    operation: str,
-    collection: str,
-    rkey: str,
-    record: dict[str, Any] | None,
-    cid: str | None,
-) -> tuple[dict[str, Any] | None, str | None]:
-    """Validate a commit that is already known to be for a wanted collection; returns (record, cid) with both
-    cleared for deletes."""
-    if not _valid_did(did):
-        raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
-    if operation not in _OPERATIONS:
-        raise _Bad("invalid_operation", f"commit operation {operation[:50]!r} is not create, update or delete")
-    if _TID.fullmatch(rev) is None:
-        raise _Bad("invalid_rev", f"commit rev {rev[:50]!r} is not a TID")
-    if not _valid_collection(collection):
-        raise _Bad("invalid_collection", f"collection {collection[:100]!r} is not an NSID")
-    if _RKEY.fullmatch(rkey) is None or rkey in (".", ".."):
-        raise _Bad("invalid_rkey", f"record key {rkey[:100]!r} is not valid")
-    if operation == "delete":
-        return None, None
-    if record is None:
-        raise _Bad("missing_record", f"commit {operation} without a record")
-    if cid is None:
-        raise _Bad("missing_cid", f"commit {operation} without a cid")
-    if not (len(cid) <= 512 and cid[:1] == "b" and cid.isascii() and cid.isalnum() and cid.islower()):
-        raise _Bad("invalid_cid", f"cid {cid[:100]!r} is not a base32 CIDv1")
-    return record, cid
-
-
-def _commit_event(
-    did: str,
-    rev: str,
-    operation: str,
-    collection: str,
-    rkey: str,
-    record: dict[str, Any] | None,
-    cid: str | None,
-    *,
-    source: str,
-    cursor: int,
-    time_us: int | None,
-) -> Event:
-    record, cid = _commit_fields(did, rev, operation, collection, rkey, record, cid)
-    return Event(
-        kind="commit",
-        did=did,
+def _invalid(b: bytes, source: str, message: str, collection_prefix: str | None, wire: _Wire) -> Malformed | None:
+    """The typed decode failed with `message`: recover what can be known (did, cursor, relevance) from an
+    untyped decode. None for a commit outside `collection_prefix`, which is not ours even when broken."""
+    try:
+        obj = _any_decoder.decode(b)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
+        return _unreadable(b, source, e, collection_prefix)
+    if not isinstance(obj, dict):
+        return Malformed(
+            reason="not_object",
+            detail=f"{wire.unit} is not a JSON object: {message}",
+            raw=_raw_text(b),
+            source=source,
+        )
+    collection, did, cursor = wire.salvage(obj)
+    if collection_prefix is not None and isinstance(collection, str) and not collection.startswith(collection_prefix):
+        return None
+    return Malformed(
+        reason=_validation_reason(message),
+        detail=message,
+        raw=_raw_text(b),
+        did=did if isinstance(did, str) else None,
+        cursor=_position(cursor),
         source=source,
-        cursor=cursor,
-        time_us=time_us,
-        operation=cast(Operation, operation),
-        collection=collection,
-        rkey=rkey,
-        rev=rev,
-        cid=cid,
-        record=record,
-    )
-
-
-def _identity_event(
-    did: str, i: _Identity | None, *, missing: str, source: str, cursor: int, time_us: int | None
-) -> Event:
-    if i is None:
-        raise _Bad("missing_field", missing)
-    if i.did != did:
-        raise _Bad("did_mismatch", f"identity.did {i.did[:100]!r} differs from the event did")
-    if not _valid_int(i.seq):
-        raise _Bad("invalid_field", f"identity.seq {i.seq} is out of range")
-    return Event(
-        kind="identity",
-        did=did,
-        source=source,
-        cursor=cursor,
-        time_us=time_us,
-        seq=i.seq,
-        time=i.time,
-        handle=i.handle,
-    )
-
-
-def _account_event(
-    did: str, a: _Account | None, *, missing: str, source: str, cursor: int, time_us: int | None
-) -> Event:
-    if a is None:
-        raise _Bad("missing_field", missing)
-    if a.did != did:
-        raise _Bad("did_mismatch", f"account.did {a.did[:100]!r} differs from the event did")
-    if not _valid_int(a.seq):
-        raise _Bad("invalid_field", f"account.seq {a.seq} is out of range")
-    return Event(
-        kind="account",
-        did=did,
-        source=source,
-        cursor=cursor,
-        time_us=time_us,
-        seq=a.seq,
-        time=a.time,
-        active=a.active,
-        status=a.status,
     )
 
 
@@ -374,6 +492,23 @@ def _account_event(
 # v1
 
 _V1_COMMIT_MARK: Final = b'"kind":"commit"'
+
+
+def _v1_salvage(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
+    commit = obj.get("commit")
+    collection = commit.get("collection") if obj.get("kind") == "commit" and isinstance(commit, dict) else None
+    return collection, obj.get("did"), obj.get("time_us")
+
+
+_V1: Final = _Wire(
+    unit="event",
+    missing_body={
+        "commit": "commit event without a `commit` object",
+        "identity": "identity event without an `identity` object",
+        "account": "account event without an `account` object",
+    },
+    salvage=_v1_salvage,
+)
 
 
 def parse_v1(
@@ -385,96 +520,23 @@ def parse_v1(
     """One Jetstream v1 JSON event. Returns None for a commit whose collection does not start with
     `collection_prefix` (None keeps every collection). Identity and account events are always kept."""
     b = _as_bytes(data)
-    if collection_prefix is not None and _prefix_bytes(collection_prefix) not in b and _V1_COMMIT_MARK in b:
-        # Cheap reject without decoding: a commit frame whose bytes never mention the prefix cannot be for a
-        # wanted collection (Jetstream writes NSIDs unescaped). Frames that do mention it are decoded and
-        # filtered exactly below.
+    if _cheap_foreign(b, collection_prefix, _V1_COMMIT_MARK):
+        # Frames that mention the prefix are decoded and filtered exactly in `_event`.
         return None
     try:
         ev = _v1_decoder.decode(b)
     except msgspec.ValidationError as e:
-        return _v1_invalid(b, source, str(e), collection_prefix)
+        return _invalid(b, source, str(e), collection_prefix, _V1)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
-        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
-
-    did = ev.did
-    cursor = ev.time_us if 0 < ev.time_us <= _MAX_INT64 else None
+        return _unreadable(b, source, e, collection_prefix)
+    cursor = _position(ev.time_us)
     try:
         if cursor is None:
             raise _Bad("invalid_field", f"time_us {ev.time_us} is out of range")
-        kind = ev.kind
-        if kind == "commit":
-            c = ev.commit
-            if c is None:
-                raise _Bad("missing_field", "commit event without a `commit` object")
-            if collection_prefix is not None and not c.collection.startswith(collection_prefix):
-                return None
-            return _commit_event(
-                did,
-                c.rev,
-                c.operation,
-                c.collection,
-                c.rkey,
-                c.record,
-                c.cid,
-                source=source,
-                cursor=cursor,
-                time_us=cursor,
-            )
-        if not _valid_did(did):
-            raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
-        if kind == "identity":
-            return _identity_event(
-                did,
-                ev.identity,
-                missing="identity event without an `identity` object",
-                source=source,
-                cursor=cursor,
-                time_us=cursor,
-            )
-        if kind == "account":
-            return _account_event(
-                did,
-                ev.account,
-                missing="account event without an `account` object",
-                source=source,
-                cursor=cursor,
-                time_us=cursor,
-            )
-        raise _Bad("unknown_kind", f"unknown event kind {kind[:50]!r}")
+        env = _Envelope(_V1, ev.kind, ev.did, cursor, cursor, ev.commit, ev.identity, ev.account)
+        return _event(env, source, collection_prefix)
     except _Bad as bad:
-        return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=cursor, source=source)
-
-
-def _v1_invalid(b: bytes, source: str, message: str, collection_prefix: str | None) -> Malformed | None:
-    """The typed decode failed: recover what can be known (did, cursor, relevance) from an untyped decode."""
-    try:
-        obj = _any_decoder.decode(b)
-    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
-        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
-    if not isinstance(obj, dict):
-        return Malformed(
-            reason="not_object",
-            detail=f"event is not a JSON object: {message}",
-            raw=_raw_text(b),
-            source=source,
-        )
-    if collection_prefix is not None and obj.get("kind") == "commit":
-        commit = obj.get("commit")
-        collection = commit.get("collection") if isinstance(commit, dict) else None
-        if isinstance(collection, str) and not collection.startswith(collection_prefix):
-            return None
-    did = obj.get("did")
-    time_us = obj.get("time_us")
-    cursor = time_us if type(time_us) is int and 0 < time_us <= _MAX_INT64 else None
-    return Malformed(
-        reason=_validation_reason(message),
-        detail=message,
-        raw=_raw_text(b),
-        did=did if isinstance(did, str) else None,
-        cursor=cursor,
-        source=source,
-    )
+        return _rejected(bad, b, source, ev.did, cursor)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -491,6 +553,52 @@ def _v2_kind(type_: str) -> str | None:
     return frag
 
 
+def _v2_salvage(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
+    payload = obj.get("payload")
+    if not isinstance(payload, dict):
+        return None, None, None
+    type_ = payload.get("$type")
+    is_commit = isinstance(type_, str) and _v2_kind(type_) == "commit"
+    return payload.get("collection") if is_commit else None, payload.get("did"), payload.get("seq")
+
+
+_V2: Final = _Wire(
+    unit="frame",
+    missing_body={
+        "identity": "#identity payload without `identity`",
+        "account": "#account payload without `account`",
+    },
+    salvage=_v2_salvage,
+)
+
+
+def _missing(kind: str, fields: tuple[tuple[str, object], ...]) -> _Bad:
+    absent = [name for name, value in fields if value is None]
+    return _Bad("missing_field", f"#{kind} payload without {', '.join(absent)}")
+
+
+def _v2_envelope(p: _V2Payload, kind: str | None, seq: int | None) -> _Envelope:
+    """The envelope of a `#commit`, `#identity` or `#account` payload. Raises `_Bad` for what only a v2
+    payload can get wrong: an unsupported kind, a missing or invalid seq or time, missing commit fields."""
+    if kind is None or kind not in _KINDS:
+        raise _Bad("unsupported_kind" if kind == "sync" else "unknown_kind", f"unsupported message {p.type[:100]!r}")
+    did, time = p.did, p.time
+    if did is None or p.seq is None or time is None:
+        raise _missing(kind, (("did", did), ("seq", p.seq), ("time", time)))
+    if seq is None:
+        raise _Bad("invalid_field", f"seq {p.seq} is out of range")
+    time_us = parse_time_us(time)
+    if time_us is None:
+        raise _Bad("invalid_time", f"time {time[:50]!r} is not an RFC 3339 datetime with offset")
+    commit = None
+    if kind == "commit":
+        rev, operation, collection, rkey = p.rev, p.operation, p.collection, p.rkey
+        if rev is None or operation is None or collection is None or rkey is None:
+            raise _missing(kind, (("rev", rev), ("operation", operation), ("collection", collection), ("rkey", rkey)))
+        commit = _Commit(rev, operation, collection, rkey, p.record, p.cid)
+    return _Envelope(_V2, kind, did, seq, time_us, commit, p.identity, p.account)
+
+
 def parse_v2(
     data: bytes | bytearray | memoryview | str,
     source: str,
@@ -502,14 +610,14 @@ def parse_v2(
     relay's. `#info` and error frames become a `StreamNotice`; `#sync`, which `Event` cannot express yet,
     becomes a `Malformed` with reason `unsupported_kind` so it is counted and kept rather than lost."""
     b = _as_bytes(data)
-    if collection_prefix is not None and _prefix_bytes(collection_prefix) not in b and _V2_COMMIT_MARK in b:
+    if _cheap_foreign(b, collection_prefix, _V2_COMMIT_MARK):
         return None
     try:
         frame = _v2_decoder.decode(b)
     except msgspec.ValidationError as e:
-        return _v2_invalid(b, source, str(e), collection_prefix)
+        return _invalid(b, source, str(e), collection_prefix, _V2)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
-        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
+        return _unreadable(b, source, e, collection_prefix)
 
     if frame.type == "error":
         return StreamNotice(kind="error", name=frame.error or "Unknown", message=frame.message)
@@ -528,103 +636,11 @@ def parse_v2(
     kind = _v2_kind(p.type)
     if kind == "info":
         return StreamNotice(kind="info", name=p.name or "Unknown", message=p.message)
-
-    did = p.did
-    seq = p.seq if p.seq is not None and 0 < p.seq <= _MAX_INT64 else None
+    seq = _position(p.seq)
     try:
-        if kind not in ("commit", "identity", "account"):
-            raise _Bad(
-                "unsupported_kind" if kind == "sync" else "unknown_kind",
-                f"unsupported message {p.type[:100]!r}",
-            )
-        if did is None or p.seq is None or p.time is None:
-            missing = [n for n, v in (("did", did), ("seq", p.seq), ("time", p.time)) if v is None]
-            raise _Bad("missing_field", f"#{kind} payload without {', '.join(missing)}")
-        if seq is None:
-            raise _Bad("invalid_field", f"seq {p.seq} is out of range")
-        time_us = parse_time_us(p.time)
-        if time_us is None:
-            raise _Bad("invalid_time", f"time {p.time[:50]!r} is not an RFC 3339 datetime with offset")
-        if kind == "commit":
-            if p.rev is None or p.operation is None or p.collection is None or p.rkey is None:
-                missing = [
-                    n
-                    for n, v in (
-                        ("rev", p.rev),
-                        ("operation", p.operation),
-                        ("collection", p.collection),
-                        ("rkey", p.rkey),
-                    )
-                    if v is None
-                ]
-                raise _Bad("missing_field", f"#commit payload without {', '.join(missing)}")
-            if collection_prefix is not None and not p.collection.startswith(collection_prefix):
-                return None
-            return _commit_event(
-                did,
-                p.rev,
-                p.operation,
-                p.collection,
-                p.rkey,
-                p.record,
-                p.cid,
-                source=source,
-                cursor=seq,
-                time_us=time_us,
-            )
-        if not _valid_did(did):
-            raise _Bad("invalid_did", f"did {did[:100]!r} is not a DID")
-        if kind == "identity":
-            return _identity_event(
-                did,
-                p.identity,
-                missing="#identity payload without `identity`",
-                source=source,
-                cursor=seq,
-                time_us=time_us,
-            )
-        return _account_event(
-            did, p.account, missing="#account payload without `account`", source=source, cursor=seq, time_us=time_us
-        )
+        return _event(_v2_envelope(p, kind, seq), source, collection_prefix)
     except _Bad as bad:
-        return Malformed(reason=bad.reason, detail=bad.detail, raw=_raw_text(b), did=did, cursor=seq, source=source)
-
-
-def _v2_invalid(b: bytes, source: str, message: str, collection_prefix: str | None) -> Malformed | None:
-    try:
-        obj = _any_decoder.decode(b)
-    except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
-        return Malformed(reason="invalid_json", detail=f"not valid JSON: {e}", raw=_raw_text(b), source=source)
-    if not isinstance(obj, dict):
-        return Malformed(
-            reason="not_object",
-            detail=f"frame is not a JSON object: {message}",
-            raw=_raw_text(b),
-            source=source,
-        )
-    payload = obj.get("payload")
-    did: Any = None
-    seq: Any = None
-    if isinstance(payload, dict):
-        collection = payload.get("collection")
-        if (
-            collection_prefix is not None
-            and isinstance(payload.get("$type"), str)
-            and _v2_kind(payload["$type"]) == "commit"
-            and isinstance(collection, str)
-            and not collection.startswith(collection_prefix)
-        ):
-            return None
-        did = payload.get("did")
-        seq = payload.get("seq")
-    return Malformed(
-        reason=_validation_reason(message),
-        detail=message,
-        raw=_raw_text(b),
-        did=did if isinstance(did, str) else None,
-        cursor=seq if type(seq) is int and 0 < seq <= _MAX_INT64 else None,
-        source=source,
-    )
+        return _rejected(bad, b, source, p.did, seq)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -654,7 +670,7 @@ def frame_cursor_v1(data: bytes) -> int | None:
         t = _v1_position_decoder.decode(data).time_us
     except (msgspec.MsgspecError, UnicodeDecodeError):
         return None
-    return t if 0 < t <= _MAX_INT64 else None
+    return _position(t)
 
 
 def frame_position_v2(data: bytes) -> tuple[int | None, int | None]:
@@ -665,5 +681,4 @@ def frame_position_v2(data: bytes) -> tuple[int | None, int | None]:
         return None, None
     if p is None:
         return None, None
-    seq = p.seq if p.seq is not None and 0 < p.seq <= _MAX_INT64 else None
-    return seq, (parse_time_us(p.time) if p.time is not None else None)
+    return _position(p.seq), (parse_time_us(p.time) if p.time is not None else None)

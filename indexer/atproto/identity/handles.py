@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError, handle_of
-from indexer.atproto.lexicon.formats import is_handle
+from indexer.atproto.syntax import is_handle
 
 log = logging.getLogger(__name__)
 

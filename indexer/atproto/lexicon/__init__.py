@@ -1,19 +1,9 @@
-"""Lexicon-driven validation of `fm.plyr.*` records (and any other record lexicon under `lexicons/`)."""
+"""Lexicon-driven validation of `fm.plyr.*` records (and any other record lexicon under `lexicons/`).
 
-from indexer.atproto.lexicon.formats import (
-    FORMATS,
-    is_at_identifier,
-    is_at_uri,
-    is_cid,
-    is_datetime,
-    is_did,
-    is_handle,
-    is_language,
-    is_nsid,
-    is_record_key,
-    is_tid,
-    is_uri,
-)
+The identifier syntaxes that Lexicon string formats name (did, nsid, at-uri, ...) live in
+`indexer.atproto.syntax`."""
+
+from indexer.atproto.lexicon.formats import FORMATS, is_language, is_uri
 from indexer.atproto.lexicon.loader import LexiconError, default_directory, load_documents
 from indexer.atproto.lexicon.validator import Invalid, Validator
 
@@ -23,16 +13,7 @@ __all__ = [
     "LexiconError",
     "Validator",
     "default_directory",
-    "is_at_identifier",
-    "is_at_uri",
-    "is_cid",
-    "is_datetime",
-    "is_did",
-    "is_handle",
     "is_language",
-    "is_nsid",
-    "is_record_key",
-    "is_tid",
     "is_uri",
     "load_documents",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from indexer.atproto.lexicon.formats import is_nsid
+from indexer.atproto.syntax import is_nsid
 
 __all__ = ["LexiconError", "default_directory", "load_documents"]
 

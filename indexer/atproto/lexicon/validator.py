@@ -30,8 +30,9 @@ from typing import Any
 import msgspec
 import regex
 
-from indexer.atproto.lexicon.formats import FORMATS, is_cid, is_nsid, is_record_key, is_tid
+from indexer.atproto.lexicon.formats import FORMATS
 from indexer.atproto.lexicon.loader import Document, LexiconError, load_documents
+from indexer.atproto.syntax import is_cid, is_nsid, is_record_key, is_tid
 
 __all__ = ["Invalid", "Validator"]
 

@@ -14,17 +14,22 @@ still works as a cursor.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import msgspec
+import zstandard
 
+from indexer.capture.files import CaptureError, iter_capture
 from indexer.events import Event, Malformed
-from indexer.firehose.frames import CaptureError, Control, decode_frame, iter_capture
+from indexer.firehose.frames import Control, decode_frame
 
 # Go's encoding/json escapes these inside strings; they can only occur inside strings, so a plain
 # translation of the encoded text is exact.
@@ -77,11 +82,27 @@ def v1_line(ev: Event, time_us: int) -> str:
     return text.translate(_GO_ESCAPES)
 
 
-def convert(in_path: str | Path, out_path: str | Path) -> ConvertStats:
-    """Convert the capture at `in_path` to Jetstream v1 JSON lines at `out_path` (replaced atomically).
+@contextlib.contextmanager
+def _text_output(fd: int, *, compress: bool) -> Iterator[TextIO]:
+    """UTF-8 text onto `fd`, zstd-compressed (as `capture` writes `.zst` files) when `compress`."""
+    with os.fdopen(fd, "wb") as raw:
+        if not compress:
+            with io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as text:
+                yield text
+            return
+        with (
+            zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False) as packed,
+            io.TextIOWrapper(packed, encoding="utf-8", newline="\n") as text,
+        ):
+            yield text
 
-    A truncated or corrupt capture still yields every whole frame before the damage; the problem is reported
-    in `capture_error`."""
+
+def convert(in_path: str | Path, out_path: str | Path) -> ConvertStats:
+    """Convert the frame capture at `in_path` (zstd-compressed or not) to Jetstream v1 JSON lines at `out_path`
+    (replaced atomically).
+
+    The capture is read strictly: a truncated or corrupt capture still yields every whole frame before the
+    damage, and the damage (its cause and offset) is reported in `capture_error`."""
     stats = ConvertStats()
     kinds: Counter[str] = Counter()
     malformed: Counter[str] = Counter()
@@ -91,9 +112,13 @@ def convert(in_path: str | Path, out_path: str | Path) -> ConvertStats:
     last_us = 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+        # mkstemp makes the file private (0600); the output is an ordinary file, made with the usual umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with _text_output(fd, compress=out_path.suffix == ".zst") as out:
             try:
-                for frame in iter_capture(in_path):
+                for _, frame in iter_capture(in_path, strict=True, kind="frames"):
                     stats.frames += 1
                     for item in decode_frame(frame, source=source, want=_all_collections):
                         if isinstance(item, Event):
