@@ -244,7 +244,7 @@ async def test_bad_envelopes_are_rejected_with_reasons(db_url: str, validator: V
     nul = commit(ALICE, TRACK, tid(14), tid(14), track_record("a\x00b"))
     other = commit(ALICE, "app.bsky.feed.post", tid(15), tid(15), {"$type": "app.bsky.feed.post"})
     stats = await ingest(db_url, validator, [bad_rev, bad_rkey, bad_did, nul, other, good])
-    assert stats.skipped == 1
+    assert stats.ignored == 1
     reasons = dict(await rows(db_url, "SELECT reason, count(*) FROM rejections GROUP BY reason"))
     assert reasons == {"invalid_rev": 1, "invalid_rkey": 1, "invalid_did": 1, "unstorable_record": 1}
     assert await one(db_url, "SELECT count(*) FROM tracks") == 1

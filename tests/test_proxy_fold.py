@@ -11,8 +11,9 @@ from appview.proxy.fold import ProxyFold, commit_event
 from bench.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
 from indexer.atproto.lexicon import Validator
 from indexer.events import Event
+from indexer.fold import sql
 from indexer.metrics import Metrics
-from tests.helpers import LIKE, TRACK, ingest, rows, state
+from tests.helpers import LIKE, TRACK, ingest, rows, rows_exec, state
 
 
 def history() -> list[Event]:
@@ -47,9 +48,9 @@ async def test_same_index_as_the_batch_writer(
             await folds.settled()
             # The one writer's temp tables are empty again, ready for the next batch.
             for writer in folds._idle:
-                assert writer._conn is not None
-                for name, _ in proxy_fold._TEMP_TABLES:
-                    cur = await writer._conn.execute(f"SELECT count(*) FROM {name}")  # type: ignore[arg-type]
+                assert writer.conn is not None
+                for name in sql.TEMP_TABLE_NAMES:
+                    cur = await writer.conn.execute(f"SELECT count(*) FROM {name}")  # type: ignore[arg-type]
                     assert await cur.fetchone() == (0,), name
         assert await folds.live(make_did(1), TRACK, make_tid(BASE_US)) is True
         assert await folds.live(make_did(1), TRACK, make_tid(BASE_US + 1)) is False
@@ -71,3 +72,24 @@ async def test_same_index_as_the_batch_writer(
     await ingest(proxied, validator, echo)
     assert await rows(proxied, "SELECT count(*) FROM events") == before
     assert (await state(proxied))["state_hash"] == mine["state_hash"]
+
+
+async def test_a_connection_lost_while_idle_is_replaced(
+    db_url: str, validator: Validator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database restarted, or dropped the idle connection: the next write is folded on a new one."""
+    first, second = history()[:2]
+    folds = ProxyFold(db_url, validator=validator, metrics=Metrics(), writers=1)
+    try:
+        await folds.apply([first])
+        await folds.settled()
+        await rows_exec(
+            db_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        await folds.apply([second])
+    finally:
+        await folds.aclose()
+    assert await rows(db_url, "SELECT count(*) FROM tracks") == [(2,)]
+    assert any("retrying proxied write" in r.getMessage() for r in caplog.records)

@@ -17,9 +17,9 @@ from contextlib import asynccontextmanager
 from psycopg_pool import AsyncConnectionPool
 
 from indexer.audio.probe import Probed
-from indexer.audio.refs import LOCK_OBJECT
 from indexer.audio.store import AudioStore, open_store
 from indexer.audio.store.local import LocalAudioStore
+from indexer.db.locks import LOCK_AUDIO_OBJECT
 from indexer.settings import StorageSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class StoredAudio:
 
     async def record(self, sha256: str, size: int, probed: Probed, uploaded_by: str) -> None:
         async with self._writes.connection() as conn, conn.transaction():
-            await conn.execute(LOCK_OBJECT, (sha256,))
+            await conn.execute(LOCK_AUDIO_OBJECT, (sha256,))
             await conn.execute(
                 _RECORD,
                 {

@@ -1,33 +1,39 @@
-"""Read-your-writes: a write the PDS accepted is folded into the index at once, by the indexer's own batch writer.
+"""Read-your-writes: a write the PDS accepted is folded into the index at once, by the indexer's own fold.
 
 The events carry what the firehose will later say about the same commit (did, collection, rkey, the commit's
-rev, the operation), so the echo has the same dedup key and folds to nothing. They are written to the primary
-database through a few `BatchWriter`s created on first use, each owning one connection (the fold's temp tables
-live per connection). A writer retries a lost database forever, which suits ingest but not a request: here
-each fold is bounded by `timeout`, and a writer interrupted mid-batch is closed and replaced.
+rev, the operation), so the echo has the same dedup key and folds to nothing. They are prepared and applied as
+the indexer's batch writer does (indexer/fold/prepare.py, indexer/fold/apply.py), one transaction per proxied
+write, on the primary database through a few connections opened on first use (the fold's temp tables live per
+connection). Unlike ingest, a fold here answers a request: it is bounded by `timeout`, within which a lost
+connection is replaced and the write retried; a connection interrupted mid-batch is closed. A write Postgres
+refuses is not split to isolate the bad item, as the batch writer does: the fold fails, and the firehose echo
+goes through the batch writer, which keeps the bad item as a rejection.
 
 One difference, in how the fold's temp tables are emptied: the indexer's are `ON COMMIT DELETE ROWS`, i.e.
 truncated by every commit. Measured on the reference machine under load, those truncations made the commit of a
 one-event batch take about 30 ms instead of under 1 ms, which is most of what a proxied write would add. Here the
 same tables are created `ON COMMIT PRESERVE ROWS` and emptied with DELETE after each batch, in the background
-once the batch has committed; a writer is replaced after `RECYCLE_AFTER` batches so that the dead rows this
+once the batch has committed; a connection is replaced after `RECYCLE_AFTER` batches so that the dead rows this
 leaves in them stay few.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
+import random
+import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 
 from indexer.atproto.lexicon import Validator
 from indexer.events import Event
-from indexer.fold import sql
-from indexer.fold.writer import BatchWriter
+from indexer.fold.apply import Applied, apply, create_temp_tables, empty_temp_tables
+from indexer.fold.prepare import Prepared, Preparer
+from indexer.fold.writer import record_batch
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -37,54 +43,41 @@ SOURCE = "proxy"
 # op column of `records`: 0 create, 1 update, 2 delete (tombstone).
 _RECORD_STATE = "SELECT op FROM records WHERE did = %s AND collection = %s AND rkey = %s"
 
-
 RECYCLE_AFTER = 1000
-_KEEP_ROWS = ("ON COMMIT DELETE ROWS", "ON COMMIT PRESERVE ROWS")
+_MAX_BACKOFF = 1.0
 
 
-def _temp_table(stmt: str) -> tuple[str, str]:
-    """(name, the statement creating it with rows kept across commits)."""
-    found = re.search(r"CREATE TEMP TABLE IF NOT EXISTS (\w+)", stmt)
-    if found is None or _KEEP_ROWS[0] not in stmt:
-        raise RuntimeError(f"unexpected fold temp table statement: {stmt[:100]!r}")
-    return found.group(1), stmt.replace(*_KEEP_ROWS)
+class _Writer:
+    """One connection of the proxy's fold. Its temp tables keep their rows across commits, and are empty
+    whenever the writer is idle: emptied after each batch (`empty`), or new with a new connection."""
 
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self.batches = 0
 
-_TEMP_TABLES = tuple(_temp_table(stmt) for stmt in sql.TEMP_TABLES)
-_EMPTY = ";".join(f"DELETE FROM {name}" for name, _ in _TEMP_TABLES)
-
-
-class _ProxyWriter(BatchWriter):
-    """The indexer's batch writer, its temp tables emptied by DELETE instead of a truncation at each commit.
-    Emptying is left for after the answer (`empty`, run by ProxyFold in the background); a batch that finds
-    the tables not yet emptied (the writer's own retries and splits) empties them first."""
-
-    batches = 0
-    dirty = False
-
-    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        fresh = self._conn is None or self._conn.closed
-        conn = await super()._connect()
-        if fresh:
-            self.batches = 0
-            self.dirty = False
-            for name, create in _TEMP_TABLES:
-                await conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")  # type: ignore[arg-type]
-                await conn.execute(create)  # type: ignore[arg-type]
-        return conn
-
-    async def _write_prepared(self, p: Any) -> Any:
-        await self._connect()
-        if self.dirty:
-            await self.empty()
-        self.dirty = True
+    async def commit(self, prepared: Prepared) -> Applied:
+        if self.conn is None or self.conn.closed:
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            try:
+                await create_temp_tables(conn, "PRESERVE ROWS")
+            except BaseException:
+                await conn.close()
+                raise
+            self.conn, self.batches = conn, 0
         self.batches += 1
-        return await super()._write_prepared(p)
+        async with self.conn.transaction():
+            return await apply(self.conn, prepared)
 
     async def empty(self) -> None:
-        if self._conn is not None and not self._conn.closed:
-            await self._conn.execute(_EMPTY)  # type: ignore[arg-type]
-        self.dirty = False
+        if self.conn is not None and not self.conn.closed:
+            await empty_temp_tables(self.conn)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                await self.conn.close()
+            self.conn = None
 
 
 class ProxyFold:
@@ -100,12 +93,11 @@ class ProxyFold:
     ) -> None:
         self._url = database_url
         # As in the indexer: a track naming audio uploaded here but not stored is flagged when it is folded.
-        self._own_audio_host = own_audio_host
-        self._validator = validator
+        self._preparer = Preparer(validator, own_audio_host=own_audio_host)
         self._metrics = metrics
         self._timeout = timeout
         self._slots = asyncio.Semaphore(writers)
-        self._idle: list[_ProxyWriter] = []
+        self._idle: list[_Writer] = []
         self._settling: set[asyncio.Task[None]] = set()
         self._lookup: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._lookup_lock = asyncio.Lock()
@@ -114,10 +106,10 @@ class ProxyFold:
         """Fold `events` in one transaction; raises on failure (the caller logs and counts it). Returns once
         the batch is committed; the writer is made ready for the next batch in the background."""
         await self._slots.acquire()
-        writer = self._idle.pop() if self._idle else self._new_writer()
+        writer = self._idle.pop() if self._idle else _Writer(self._url)
         try:
             async with asyncio.timeout(self._timeout):
-                await writer.write(list(events))
+                await self._fold(writer, events)
         except BaseException:
             await writer.close()
             self._slots.release()
@@ -126,7 +118,25 @@ class ProxyFold:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    async def _settle(self, writer: _ProxyWriter) -> None:
+    async def _fold(self, writer: _Writer, events: Sequence[Event]) -> None:
+        prepared = await self._preparer.prepare(events)
+        started = time.perf_counter()
+        backoff = 0.5
+        while True:
+            try:
+                applied = await writer.commit(prepared)
+                break
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "database unavailable or transaction aborted; retrying proxied write",
+                    extra={"error": str(exc), "retry_in": backoff},
+                )
+                await writer.close()
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+        record_batch(self._metrics, prepared, applied, seconds=time.perf_counter() - started)
+
+    async def _settle(self, writer: _Writer) -> None:
         try:
             async with asyncio.timeout(self._timeout):
                 await writer.empty()
@@ -171,15 +181,6 @@ class ProxyFold:
         if self._lookup is not None:
             await self._lookup.close()
             self._lookup = None
-
-    def _new_writer(self) -> _ProxyWriter:
-        return _ProxyWriter(
-            self._url,
-            validator=self._validator,
-            metrics=self._metrics,
-            max_backoff=1.0,
-            own_audio_host=self._own_audio_host,
-        )
 
 
 Operation = Literal["create", "update", "delete"]

@@ -25,7 +25,7 @@ import psycopg
 
 from indexer.audio import refs as audio_refs
 from indexer.audio.store import AudioStore, audio_key, sha256_of_key
-from indexer.fold import sql as fold_sql
+from indexer.db import locks
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -63,7 +63,7 @@ class Audit(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 _TRACK_REFS = f"""
-SELECT 'at://' || did || '/fm.plyr.track/' || rkey, audio_url, {audio_refs.REF_SHA}
+SELECT uri, audio_url, {audio_refs.REF_SHA}
 FROM tracks WHERE {audio_refs.REF_PREDICATE}
 """
 
@@ -134,10 +134,10 @@ async def _delete_orphan(
 ) -> str | None:
     """Delete one orphan unless the re-check under its lock says otherwise; the reason it was spared, if so."""
     async with conn.transaction():
-        await conn.execute(audio_refs.LOCK_OBJECT, (sha256,))
+        await conn.execute(locks.LOCK_AUDIO_OBJECT, (sha256,))
         # Exclusive against every batch writer until commit: a record folded between this re-check and the
         # delete would otherwise point at an object that is gone. Costs the fold one delete's wait.
-        await conn.execute(fold_sql.LOCK_EXCLUSIVE)
+        await conn.execute(locks.LOCK_FOLD_EXCLUSIVE)
         cur = await conn.execute(_RECHECK, (sha256, sha256))
         row = await cur.fetchone()
         assert row is not None

@@ -19,9 +19,6 @@ from urllib.parse import urlsplit
 import psycopg
 
 AUDIO_FILES = "/audio-files/"
-# Advisory lock class of per-object locks (second key: hashtext(sha256)), taken by uploads and by cleanup.
-OBJECT_LOCK = 7243010
-LOCK_OBJECT = f"SELECT pg_advisory_xact_lock({OBJECT_LOCK}, hashtext(%s))"
 _SHA = re.compile(r"[0-9a-fA-F]{64}")
 
 # The referenced digest of a track row, and the predicate of the partial index on it.

@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import psycopg
 
+from indexer.db import locks
 from indexer.db.schema import FOLD_STATE, PROJECTIONS
 from indexer.fold import sql
-from indexer.fold.writer import FOLD_SQL
+from indexer.fold.apply import create_temp_tables
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,9 @@ async def rebuild(
 ) -> int:
     """Refold every event; returns the number of events folded. `progress(done, total)` is called per batch."""
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-        for stmt in sql.TEMP_TABLES:
-            await conn.execute(stmt)
+        await create_temp_tables(conn, "DELETE ROWS")
         async with conn.transaction():
-            await conn.execute(sql.LOCK_EXCLUSIVE)
+            await conn.execute(locks.LOCK_FOLD_EXCLUSIVE)
             # DELETE, not TRUNCATE: TRUNCATE would lock readers out for the whole rebuild.
             for table in FOLD_STATE + PROJECTIONS:
                 await conn.execute(f"DELETE FROM {table}")
@@ -42,7 +42,7 @@ async def rebuild(
                 await conn.execute(_CLEAR_BATCH)
                 cur = await conn.execute(sql.LOAD_LOG_RANGE, {"after": after, "upto": upto})
                 done += cur.rowcount
-                await conn.execute(FOLD_SQL)
+                await conn.execute(sql.FOLD_SQL)
                 after = upto
                 if progress is not None:
                     progress(done, total)

@@ -13,49 +13,81 @@ does not depend on how events are cut into batches:
 
 from __future__ import annotations
 
-TEMP_TABLES = (
-    """
-    CREATE TEMP TABLE IF NOT EXISTS batch_in (
+from typing import Literal
+
+from indexer.fold.collections import COLLECTIONS
+
+# The batch tables, private to each connection that folds. One definition; the connection's owner chooses when
+# their rows go (see indexer/fold/apply.py): at every commit, or when it empties them itself.
+_TEMP_TABLES = {
+    "batch_in": """
         ord int, source text, source_cursor bigint, did text, kind text, operation text, collection text,
         rkey text COLLATE "C", rev text COLLATE "C", cid text, record jsonb, invalid text,
         created_at timestamptz, handle text, active boolean, status text, seq bigint,
         event_time timestamptz, dedup bytea
-    ) ON COMMIT DELETE ROWS
     """,
-    """
-    CREATE TEMP TABLE IF NOT EXISTS rejections_in (
+    "rejections_in": """
         source text, source_cursor bigint, reason text, detail text, did text, collection text, rkey text,
         rev text, event text, dedup bytea
-    ) ON COMMIT DELETE ROWS
     """,
-    """
-    CREATE TEMP TABLE IF NOT EXISTS fold_batch (
+    "fold_batch": """
         id bigint PRIMARY KEY, did text NOT NULL, kind text NOT NULL, op smallint, collection text,
         rkey text COLLATE "C", rev text COLLATE "C", handle text, active boolean, status text, seq bigint,
         event_time timestamptz
-    ) ON COMMIT DELETE ROWS
     """,
-    """
-    CREATE TEMP TABLE IF NOT EXISTS fold_changed (
-        did text, collection text, rkey text COLLATE "C", PRIMARY KEY (did, collection, rkey)
-    ) ON COMMIT DELETE ROWS
-    """,
-    """
-    CREATE TEMP TABLE IF NOT EXISTS fold_status (
-        did text PRIMARY KEY, deleted_changed boolean NOT NULL, active_changed boolean NOT NULL
-    ) ON COMMIT DELETE ROWS
-    """,
-    "CREATE TEMP TABLE IF NOT EXISTS fold_deltas (uri text, likes int, comments int) ON COMMIT DELETE ROWS",
-    "CREATE TEMP TABLE IF NOT EXISTS fold_new_tracks (uri text PRIMARY KEY) ON COMMIT DELETE ROWS",
-)
+    "fold_changed": 'did text, collection text, rkey text COLLATE "C", PRIMARY KEY (did, collection, rkey)',
+    "fold_status": "did text PRIMARY KEY, deleted_changed boolean NOT NULL, active_changed boolean NOT NULL",
+    "fold_deltas": "uri text, likes int, comments int",
+    "fold_new_tracks": "uri text PRIMARY KEY",
+}
+TEMP_TABLE_NAMES = tuple(_TEMP_TABLES)
 
-COPY_EVENTS = (
-    "COPY batch_in (ord, source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,"
-    " invalid, created_at, handle, active, status, seq, event_time, dedup) FROM STDIN"
+OnCommit = Literal["DELETE ROWS", "PRESERVE ROWS"]
+
+
+def create_temp_tables(on_commit: OnCommit) -> tuple[str, ...]:
+    return tuple(
+        f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns}) ON COMMIT {on_commit}"
+        for name, columns in _TEMP_TABLES.items()
+    )
+
+
+# Column order of the rows built by indexer/fold/prepare.py, as copied into `batch_in` and `rejections_in`.
+EVENT_COLUMNS = (
+    "ord",
+    "source",
+    "source_cursor",
+    "did",
+    "kind",
+    "operation",
+    "collection",
+    "rkey",
+    "rev",
+    "cid",
+    "record",
+    "invalid",
+    "created_at",
+    "handle",
+    "active",
+    "status",
+    "seq",
+    "event_time",
+    "dedup",
 )
-COPY_REJECTIONS = (
-    "COPY rejections_in (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup) FROM STDIN"
+REJECTION_COLUMNS = (
+    "source",
+    "source_cursor",
+    "reason",
+    "detail",
+    "did",
+    "collection",
+    "rkey",
+    "rev",
+    "event",
+    "dedup",
 )
+COPY_EVENTS = f"COPY batch_in ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+COPY_REJECTIONS = f"COPY rejections_in ({', '.join(REJECTION_COLUMNS)}) FROM STDIN"
 
 INSERT_REJECTIONS = """
 INSERT INTO rejections (source, source_cursor, reason, detail, did, collection, rkey, rev, event, dedup)
@@ -150,138 +182,14 @@ WHERE s.deleted_changed
 ON CONFLICT DO NOTHING
 """
 
-# Rows to (re)project: live, valid, author not deleted. Deactivated/taken-down authors keep their rows (hidden
-# at read time and excluded from counts) so reactivation shows them again without a refold.
-_LIVE = """
-FROM fold_changed c
-JOIN records r ON r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
-JOIN events e ON e.id = r.event_id
-JOIN actors a ON a.did = r.did{extra}
-WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
-"""
+# Each collection re-projects its changed records (indexer/fold/collections/).
+PROJECT = tuple(stmt for collection in COLLECTIONS for stmt in collection.project)
 
-
-_ITEMS = ", jsonb_array_elements(e.record->'items') WITH ORDINALITY AS i(item, ord)"
-
-
-def _live(collection: str, extra: str = "") -> str:
-    return _LIVE.format(collection=collection, extra=extra)
-
-
-def _uri(collection: str) -> str:
-    return f"'at://' || r.did || '/{collection}/' || r.rkey"
-
-
-_SORT_AT = "least(coalesce(e.created_at, e.received_at), e.received_at)"
-
-
-def _delete(table: str, collection: str) -> str:
-    return (
-        f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{collection}'"
-        " AND t.did = c.did AND t.rkey = c.rkey"
-    )
-
-
-def _counted(statement: str, column: str, sign: str = "") -> str:
-    """Wrap a DELETE/INSERT/UPDATE of likes or comments so each row it touched becomes a count delta on its
-    subject: {sign}1 per row whose author is active (for a status flip, +1 or -1 by the new status)."""
-    delta = f"{sign}count(*) FILTER (WHERE author_active)"
-    if sign == "flip":
-        delta = "sum(CASE WHEN author_active THEN 1 ELSE -1 END)"
-    other = "comments" if column == "likes" else "likes"
-    return (
-        f"WITH changed AS ({statement} RETURNING t.subject_uri, t.author_active)\n"
-        f"INSERT INTO fold_deltas (uri, {column}, {other}) SELECT subject_uri, {delta}, 0 FROM changed"
-        " GROUP BY subject_uri"
-    )
-
-
-TRACK = "fm.plyr.track"
-LIKE = "fm.plyr.like"
-COMMENT = "fm.plyr.comment"
-LIST = "fm.plyr.list"
-PROFILE = "fm.plyr.actor.profile"
-
-PROJECT = (
-    _delete("tracks", TRACK),
-    f"""
-    WITH ins AS (
-        INSERT INTO tracks (did, rkey, uri, cid, event_id, author_active, title, artist, album, duration,
-                            file_type, audio_url, audio_blob_cid, audio_blob_mime, image_url, description,
-                            created_at, indexed_at, sort_at)
-        SELECT r.did, r.rkey, {_uri(TRACK)}, e.cid, e.id, a.active, e.record->>'title', e.record->>'artist',
-               e.record->>'album', plyr_bigint(e.record->'duration'), e.record->>'fileType',
-               e.record->>'audioUrl',
-               coalesce(e.record->'audioBlob'->'ref'->>'$link', e.record->'audioBlob'->>'cid'),
-               e.record->'audioBlob'->>'mimeType', e.record->>'imageUrl', e.record->>'description',
-               e.created_at, e.received_at, {_SORT_AT}
-        {_live(TRACK)}
-        RETURNING uri
-    )
-    INSERT INTO fold_new_tracks (uri) SELECT uri FROM ins
-    """,
-    _counted(_delete("likes", LIKE), "likes", "-"),
-    _counted(
-        f"""
-        INSERT INTO likes AS t (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, created_at,
-                                indexed_at, sort_at)
-        SELECT r.did, r.rkey, {_uri(LIKE)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
-               e.record->'subject'->>'cid', e.created_at, e.received_at, {_SORT_AT}
-        {_live(LIKE)}
-        """,
-        "likes",
-    ),
-    _counted(_delete("comments", COMMENT), "comments", "-"),
-    _counted(
-        f"""
-        INSERT INTO comments AS t (did, rkey, uri, cid, event_id, author_active, subject_uri, subject_cid, text,
-                                   timestamp_ms, created_at, indexed_at, sort_at)
-        SELECT r.did, r.rkey, {_uri(COMMENT)}, e.cid, e.id, a.active, e.record->'subject'->>'uri',
-               e.record->'subject'->>'cid', e.record->>'text', plyr_bigint(e.record->'timestampMs'),
-               e.created_at, e.received_at, {_SORT_AT}
-        {_live(COMMENT)}
-        """,
-        "comments",
-    ),
-    _delete("lists", LIST),
-    _delete("list_items", LIST),
-    f"""
-    INSERT INTO lists (did, rkey, uri, cid, event_id, author_active, name, list_type, item_count, created_at,
-                       indexed_at, sort_at)
-    SELECT r.did, r.rkey, {_uri(LIST)}, e.cid, e.id, a.active, e.record->>'name', e.record->>'listType',
-           jsonb_array_length(e.record->'items'), e.created_at, e.received_at, {_SORT_AT}
-    {_live(LIST)}
-    """,
-    f"""
-    INSERT INTO list_items (did, rkey, position, subject_uri, subject_cid)
-    SELECT r.did, r.rkey, (i.ord - 1)::int, i.item->'subject'->>'uri', i.item->'subject'->>'cid'
-    {_live(LIST, _ITEMS)}
-    """,
-    "DELETE FROM profiles t USING fold_changed c"
-    f" WHERE c.collection = '{PROFILE}' AND t.did = c.did AND c.rkey = 'self'",
-    f"""
-    INSERT INTO profiles (did, cid, event_id, author_active, bio, avatar, created_at, indexed_at)
-    SELECT r.did, e.cid, e.id, a.active, e.record->>'bio', e.record->>'avatar', e.created_at, e.received_at
-    {_live(PROFILE)} AND r.rkey = 'self'
-    """,
-)
-
-
-def _flip(table: str) -> str:
-    # Rows (re)projected in this batch already carry the new status; only older rows flip.
-    return (
-        f"UPDATE {table} t SET author_active = a.active FROM fold_status s JOIN actors a ON a.did = s.did"
-        " WHERE s.active_changed AND t.did = s.did AND t.author_active <> a.active"
-    )
-
-
-# Authors going (in)active: their rows follow, and so do the counts on everything they liked or commented on.
+# Authors going (in)active: their rows follow, and so do the counts on everything they liked or commented on
+# (the rows that count toward a track flip last).
 STATUS_FLIPS = (
-    _flip("tracks"),
-    _flip("lists"),
-    _flip("profiles"),
-    _counted(_flip("likes"), "likes", "flip"),
-    _counted(_flip("comments"), "comments", "flip"),
+    *(c.flip for c in COLLECTIONS if not c.counted),
+    *(c.flip for c in COLLECTIONS if c.counted),
 )
 
 # Counts move by exact deltas (every like/comment row inserted, deleted or flipped in this batch). A track
@@ -315,6 +223,8 @@ FOLD = (
     *STATUS_FLIPS,
     *APPLY_COUNTS,
 )
+# The fold in one round trip.
+FOLD_SQL = ";\n".join(FOLD)
 
 SAVE_CURSOR = """
 INSERT INTO cursors (source, cursor, event_time, updated_at) VALUES (%(source)s, %(cursor)s, %(event_time)s, now())
@@ -322,7 +232,3 @@ ON CONFLICT (source) DO UPDATE
 SET cursor = excluded.cursor, event_time = coalesce(excluded.event_time, cursors.event_time), updated_at = now()
 """
 
-# Shared by every batch writer, exclusive for `rebuild`: a rebuild never interleaves with live folding.
-FOLD_LOCK_KEY = 7243002
-LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({FOLD_LOCK_KEY})"
-LOCK_EXCLUSIVE = f"SELECT pg_advisory_xact_lock({FOLD_LOCK_KEY})"

@@ -1,4 +1,5 @@
-"""The batch writer: the only path by which events enter the index.
+"""The batch writer: how sources' items enter the index, batch by batch, each prepared (indexer/fold/prepare.py)
+and applied in its own transaction (indexer/fold/apply.py).
 
 Invariants (tested in tests/test_fold_*.py and tests/test_replay.py):
 - the log append, the fold and the source cursor commit in ONE transaction: a crash replays, never skips;
@@ -7,13 +8,17 @@ Invariants (tested in tests/test_fold_*.py and tests/test_replay.py):
 - bounded memory: sources are pulled through a bounded queue, batches are bounded in size and time;
 - no input can stall ingest: a batch that Postgres refuses is split until the one bad item is isolated and
   kept as a rejection; a lost connection is retried with backoff until the database is back.
+
+The first three hold for every batch `apply` commits; the last two are this module's: the pipeline (source,
+batcher, database writer, joined by bounded queues), the retry and the split. It also counts each batch in the
+metrics (`record_batch`, shared with the write proxy's fold), and what became of each item (`WriteStats`: every
+item in exactly one of appended, duplicates, rejected, ignored and checkpoints).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import random
 import time
@@ -24,53 +29,65 @@ from typing import Any
 
 import psycopg
 
-from indexer.atproto.identity.handles import HandleVerifier, TrustingVerifier
+from indexer.atproto.identity.handles import HandleVerifier
 from indexer.atproto.lexicon import Validator
-from indexer.audio import refs as audio_refs
-from indexer.events import Checkpoint, Event, Item, Malformed
-from indexer.fold import sql
-from indexer.fold.rows import EventRow, Rejected, RejectionRow, event_row, malformed_row, rejection
+from indexer.events import Checkpoint, Item
+from indexer.fold.apply import Applied, apply, create_temp_tables
+from indexer.fold.prepare import Prepared, Preparer, refused
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-FOLD_SQL = ";\n".join(sql.FOLD)
-
 
 @dataclass
 class WriteStats:
+    """What became of the items a writer was given. Each item is counted in exactly one of `appended`,
+    `duplicates`, `rejected`, `ignored` and `checkpoints`, so they add up to `items`:
+
+    - `appended`: valid events new to the log;
+    - `duplicates`: valid events already in the log (same dedup key: did, collection, rkey, rev and operation for
+      a commit), delivered before or earlier in the same batch; stored once, they change nothing;
+    - `rejected`: items refused, each with a row in `rejections` (`by_reason` counts them by reason). A record
+      its lexicon refuses is one of them, although it also enters the log for its rev; an item refused again on
+      a later delivery is counted again but stored once;
+    - `ignored`: events that are not ours (a collection outside `fm.plyr.`);
+    - `checkpoints`: source positions with nothing to store.
+    """
+
     batches: int = 0
     items: int = 0
     appended: int = 0
+    duplicates: int = 0
     rejected: int = 0
-    skipped: int = 0
+    ignored: int = 0
+    checkpoints: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: WriteStats) -> None:
         self.batches += other.batches
         self.items += other.items
         self.appended += other.appended
+        self.duplicates += other.duplicates
         self.rejected += other.rejected
-        self.skipped += other.skipped
+        self.ignored += other.ignored
+        self.checkpoints += other.checkpoints
         self.by_reason.update(other.by_reason)
 
-
-@dataclass
-class _Prepared:
-    events: list[EventRow]
-    rejections: list[RejectionRow]
-    cursors: dict[str, tuple[int, dt.datetime | None]]
-    stats: WriteStats
-    # Tracks in the batch whose audioUrl names audio stored here: checked once the batch is folded.
-    own_audio: list[audio_refs.OwnAudio] = field(default_factory=list)
-    flagged: list[tuple[str, str, str]] = field(default_factory=list)
-
-
-def _event_time(item: Event | Malformed | Checkpoint) -> dt.datetime | None:
-    time_us = getattr(item, "time_us", None)
-    if isinstance(time_us, int) and 0 < time_us < 253402300799_000000:
-        return dt.datetime.fromtimestamp(time_us / 1e6, tz=dt.UTC)
-    return None
+    @classmethod
+    def of(cls, prepared: Prepared, applied: Applied) -> WriteStats:
+        """The stats of one committed batch."""
+        valid = len(prepared.events) - prepared.invalid_events
+        appended = applied.appended.total() - applied.invalid_appended
+        return cls(
+            batches=1,
+            items=prepared.items,
+            appended=appended,
+            duplicates=valid - appended,
+            rejected=len(prepared.rejections),
+            ignored=prepared.ignored,
+            checkpoints=prepared.checkpoints,
+            by_reason=prepared.by_reason,
+        )
 
 
 def _end_now(queue: asyncio.Queue[Any]) -> None:
@@ -94,15 +111,11 @@ class BatchWriter:
         own_audio_host: str | None = None,
     ) -> None:
         self._conninfo = conninfo
-        self._validator = validator
+        self._preparer = Preparer(validator, verifier=verifier, own_audio_host=own_audio_host)
         self._metrics = metrics or Metrics()
-        self._verifier = verifier or TrustingVerifier()
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._max_backoff = max_backoff
-        # Our public host: tracks whose audioUrl names an object uploaded here are checked at ingest (flagged
-        # when the object is missing). A check beside the fold, never part of it: projections do not depend on it.
-        self._own_audio_host = own_audio_host
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def __aenter__(self) -> BatchWriter:
@@ -122,8 +135,8 @@ class BatchWriter:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        for stmt in sql.TEMP_TABLES:
-            await conn.execute(stmt)
+        # Rows go at every commit: simple, and cheap next to a batch of thousands (see indexer/fold/apply.py).
+        await create_temp_tables(conn, "DELETE ROWS")
         self._conn = conn
         return conn
 
@@ -136,7 +149,7 @@ class BatchWriter:
         batcher (validation and row building) and the database writer. Python prepares the next batch while
         Postgres folds the current one; a slow database pushes back on the source, never grows a buffer."""
         raw: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.batch_size * 2)
-        ready: asyncio.Queue[tuple[Sequence[Item], _Prepared] | None] = asyncio.Queue(maxsize=2)
+        ready: asyncio.Queue[tuple[Sequence[Item], Prepared] | None] = asyncio.Queue(maxsize=2)
         total = WriteStats()
 
         async def pump() -> None:
@@ -157,7 +170,7 @@ class BatchWriter:
                 while not ended:
                     batch, ended = await self._collect(raw)
                     if batch:
-                        await ready.put((batch, await self._prepare(batch)))
+                        await ready.put((batch, await self._preparer.prepare(batch)))
             except asyncio.CancelledError:
                 _end_now(ready)
                 raise
@@ -208,68 +221,16 @@ class BatchWriter:
 
     # -- one batch ------------------------------------------------------------------------------------------
 
-    async def _prepare(self, items: Sequence[Item]) -> _Prepared:
-        stats = WriteStats(batches=1, items=len(items))
-        events: list[EventRow] = []
-        rejections: list[RejectionRow] = []
-        cursors: dict[str, tuple[int, dt.datetime | None]] = {}
-        identities = [it for it in items if isinstance(it, Event) and it.kind == "identity"]
-        if identities:
-            verified = await asyncio.gather(*(self._verifier.verify(ev.did, ev.handle) for ev in identities))
-            for ev, handle in zip(identities, verified, strict=True):
-                ev.handle = handle
-        for ord_, item in enumerate(items):
-            if isinstance(item, Event):
-                row = event_row(item, ord_, self._validator)
-                if row is None:
-                    stats.skipped += 1
-                elif isinstance(row, Rejected):
-                    rejections.append(row.row)
-                    stats.by_reason[row.row[2]] += 1
-                    if row.event_row is not None:
-                        events.append(row.event_row)
-                else:
-                    events.append(row)
-            elif isinstance(item, Malformed):
-                rejections.append(malformed_row(item))
-                stats.by_reason[item.reason] += 1
-            if item.cursor is not None and item.source:
-                cursors[item.source] = (item.cursor, _event_time(item))
-        stats.rejected = len(rejections)
-        own_audio: set[audio_refs.OwnAudio] = set()
-        host = self._own_audio_host
-        if host is not None:
-            for it in items:
-                if isinstance(it, Event) and it.collection == sql.TRACK and it.record is not None and it.rkey:
-                    url = it.record.get("audioUrl")
-                    if audio_refs.mentions_own(url, host):
-                        sha256 = audio_refs.own_sha256(str(url), host)
-                        if sha256 is not None:
-                            own_audio.add((it.did, it.rkey, str(url), sha256))
-        if rejections:
-            # One line per batch, not per item: a flood of bad input must not become a flood of logs.
-            sample = rejections[0]
-            log.warning(
-                "rejected items",
-                extra={
-                    "by_reason": dict(stats.by_reason),
-                    "sample_reason": sample[2],
-                    "sample_detail": sample[3][:300],
-                    "sample_did": sample[4],
-                },
-            )
-        return _Prepared(events, rejections, cursors, stats, sorted(own_audio))
-
     async def write(self, items: Sequence[Item]) -> WriteStats:
         """Write one batch in one transaction; retried on connection loss, split on a refused statement."""
-        return await self._write_batch(items, await self._prepare(items))
+        return await self._write_batch(items, await self._preparer.prepare(items))
 
-    async def _write_batch(self, items: Sequence[Item], prepared: _Prepared) -> WriteStats:
+    async def _write_batch(self, items: Sequence[Item], prepared: Prepared) -> WriteStats:
         started = time.perf_counter()
         backoff = 0.5
         while True:
             try:
-                appended = await self._write_prepared(prepared)
+                applied = await self._commit(prepared)
                 break
             except psycopg.OperationalError as exc:
                 log.warning(
@@ -284,28 +245,8 @@ class BatchWriter:
                 # raised: the cursor has not moved, so a fixed process replays the batch.
                 await self.close()  # the transaction was rolled back; start from a known-good connection
                 return await self._split(items, exc)
-        stats = prepared.stats
-        for kind, count in appended.items():
-            stats.appended += count
-            self._metrics.events_accepted.labels(kind).inc(count)
-        self._metrics.events_duplicate.inc(max(0, len(prepared.events) - stats.appended))
-        for reason, count in stats.by_reason.items():
-            self._metrics.events_rejected.labels(reason).inc(count)
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        self._metrics.batch_events.observe(len(items))
-        if prepared.flagged:
-            self._metrics.audio_flagged.labels("missing_object").inc(len(prepared.flagged))
-            did, rkey, sha256 = prepared.flagged[0]
-            log.warning(
-                "tracks point at uploaded audio that is not stored",
-                extra={"count": len(prepared.flagged), "sample_did": did, "sample_rkey": rkey, "sample_sha256": sha256},
-            )
-        now = time.time()
-        for source, (cursor, event_time) in prepared.cursors.items():
-            self._metrics.cursor.labels(source).set(cursor)
-            if event_time is not None:
-                self._metrics.lag_seconds.labels(source).set(max(0.0, now - event_time.timestamp()))
-        return stats
+        record_batch(self._metrics, prepared, applied, seconds=time.perf_counter() - started)
+        return WriteStats.of(prepared, applied)
 
     async def _split(self, items: Sequence[Item], exc: psycopg.Error) -> WriteStats:
         if len(items) > 1:
@@ -317,46 +258,36 @@ class BatchWriter:
         (item,) = items
         log.error("item refused by the database; kept as a rejection", extra={"error": str(exc)[:500]})
         if isinstance(item, Checkpoint):
-            return WriteStats(batches=1, items=1)
-        poison = _Prepared(
-            events=[],
-            rejections=[rejection(item, "unstorable", f"refused by the database: {exc}"[:2000])],
-            cursors={item.source: (item.cursor, None)} if item.cursor is not None and item.source else {},
-            stats=WriteStats(batches=1, items=1, rejected=1, by_reason=Counter({"unstorable": 1})),
-        )
-        await self._write_prepared(poison)
+            return WriteStats(batches=1, items=1, checkpoints=1)
+        poison = refused(item, str(exc))
+        await self._commit(poison)
         self._metrics.events_rejected.labels("unstorable").inc()
-        return poison.stats
+        return WriteStats(batches=1, items=1, rejected=1, by_reason=poison.by_reason)
 
-    async def _write_prepared(self, p: _Prepared) -> Counter[str]:
+    async def _commit(self, prepared: Prepared) -> Applied:
         conn = await self._connect()
-        appended: Counter[str] = Counter()
-        async with conn.transaction(), conn.cursor() as cur:
-            await cur.execute(sql.LOCK_SHARED)
-            if p.events:
-                async with cur.copy(sql.COPY_EVENTS) as copy:
-                    for row in p.events:
-                        await copy.write_row(row)
-                await cur.execute(sql.APPEND_EVENTS)
-                if cur.rowcount:
-                    await cur.execute("SELECT kind, count(*) FROM fold_batch GROUP BY kind")
-                    for kind, count in await cur.fetchall():
-                        appended[str(kind)] = int(str(count))
-                    await cur.execute(FOLD_SQL)
-                # Also for events already in the log: a record folded first by another writer (e.g. the write
-                # proxy's) is checked when its firehose echo arrives here.
-                if p.own_audio:
-                    p.flagged = await audio_refs.flag_missing(cur, p.own_audio)
-            await write_rejections_and_cursors(cur, p)
-        return appended
+        async with conn.transaction():
+            return await apply(conn, prepared)
 
 
-async def write_rejections_and_cursors(cur: psycopg.AsyncCursor[tuple[object, ...]], p: _Prepared) -> None:
-    """The end of every batch transaction: its rejections, then the cursors it moves past."""
-    if p.rejections:
-        async with cur.copy(sql.COPY_REJECTIONS) as copy:
-            for rej in p.rejections:
-                await copy.write_row(rej)
-        await cur.execute(sql.INSERT_REJECTIONS)
-    for source, (cursor, event_time) in p.cursors.items():
-        await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+def record_batch(metrics: Metrics, prepared: Prepared, applied: Applied, *, seconds: float) -> None:
+    """Count a committed batch (`seconds`: from its first attempt to its commit) in `metrics`."""
+    for kind, count in applied.appended.items():
+        metrics.events_accepted.labels(kind).inc(count)
+    metrics.events_duplicate.inc(max(0, len(prepared.events) - applied.appended.total()))
+    for reason, count in prepared.by_reason.items():
+        metrics.events_rejected.labels(reason).inc(count)
+    metrics.batch_seconds.observe(seconds)
+    metrics.batch_events.observe(prepared.items)
+    if applied.flagged:
+        metrics.audio_flagged.labels("missing_object").inc(len(applied.flagged))
+        did, rkey, sha256 = applied.flagged[0]
+        log.warning(
+            "tracks point at uploaded audio that is not stored",
+            extra={"count": len(applied.flagged), "sample_did": did, "sample_rkey": rkey, "sample_sha256": sha256},
+        )
+    now = time.time()
+    for source, (cursor, event_time) in prepared.cursors.items():
+        metrics.cursor.labels(source).set(cursor)
+        if event_time is not None:
+            metrics.lag_seconds.labels(source).set(max(0.0, now - event_time.timestamp()))

@@ -34,19 +34,13 @@ from indexer.atproto.netguard import ForbiddenHost
 from indexer.atproto.repo.car import CarError, RepoCar, read_repo_car
 from indexer.atproto.repo.signatures import verify_commit_with_key
 from indexer.events import COLLECTION_PREFIX, Event, Item, Malformed, is_relevant_collection
+from indexer.fold.collections import NSIDS
 from indexer.fold.writer import BatchWriter
 from indexer.sync import marks
 
 log = logging.getLogger(__name__)
 
 SOURCE: Final = "backfill"
-COLLECTIONS: Final = (
-    "fm.plyr.track",
-    "fm.plyr.like",
-    "fm.plyr.list",
-    "fm.plyr.comment",
-    "fm.plyr.actor.profile",
-)
 MAX_REPO_BYTES: Final = 1024 * 1024 * 1024
 
 
@@ -132,7 +126,7 @@ async def _paged_dids(client: httpx.AsyncClient, url: str, params: dict[str, Any
 
 
 async def repos_by_collection(
-    client: httpx.AsyncClient, relay: str, collections: Sequence[str] = COLLECTIONS
+    client: httpx.AsyncClient, relay: str, collections: Sequence[str] = NSIDS
 ) -> AsyncIterator[str]:
     """DIDs holding records of any of `collections`, per the relay's `listReposByCollection`."""
     seen: set[str] = set()

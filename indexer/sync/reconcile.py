@@ -23,8 +23,9 @@ import httpx
 import psycopg
 
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
+from indexer.fold.collections import NSIDS
 from indexer.sync import marks
-from indexer.sync.backfill import COLLECTIONS, Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
+from indexer.sync.backfill import Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Reconciler:
         cur = await conn.execute(
             "SELECT r.collection, r.rkey, e.cid FROM records r JOIN events e ON e.id = r.event_id"
             " WHERE r.did = %s AND r.op <> 2 AND r.collection = ANY(%s)",
-            (did, list(COLLECTIONS)),
+            (did, list(NSIDS)),
         )
         mine = {(str(c), str(k)): (None if cid is None else str(cid)) for c, k, cid in await cur.fetchall()}
         if mine == theirs:
@@ -124,7 +125,7 @@ class Reconciler:
     async def _list_records(self, pds: str, did: str) -> dict[tuple[str, str], str | None]:
         out: dict[tuple[str, str], str | None] = {}
         url = xrpc(pds, "com.atproto.repo.listRecords")
-        for collection in COLLECTIONS:
+        for collection in NSIDS:
             cursor: str | None = None
             while True:
                 params: dict[str, Any] = {"repo": did, "collection": collection, "limit": 100}

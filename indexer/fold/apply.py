@@ -1,0 +1,95 @@
+"""The fold's transaction step: one prepared batch (indexer/fold/prepare.py) into the log, the fold, the
+rejections and the source cursors.
+
+Contract of `apply`:
+- it runs in the caller's transaction and commits nothing itself: the log append, the fold, the rejections and
+  the cursors commit together or not at all, so a crash replays a batch and never skips one;
+- it holds the fold lock shared: a `rebuild` (exclusive) never interleaves with it;
+- only events new to the log are folded: a duplicate is stored once and folds to nothing;
+- it raises what Postgres raises; whether to retry, split the batch or give up is the caller's decision.
+
+The fold works through temp tables, private to the connection and created once per connection
+(`create_temp_tables`), which must be empty when a batch starts. Their owner chooses when their rows go:
+- "DELETE ROWS": at every commit. Simple, but Postgres then truncates each table at each commit: negligible
+  next to a batch of thousands of events, most of the commit time of a one-event batch under load;
+- "PRESERVE ROWS": kept across commits; the owner empties them (`empty_temp_tables`) before the next batch,
+  e.g. after it has answered. Emptying by DELETE leaves dead rows behind, so such a connection is best replaced
+  now and then.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+
+from indexer.audio import refs as audio_refs
+from indexer.db import locks
+from indexer.fold import sql
+from indexer.fold.prepare import Prepared
+
+Connection = psycopg.AsyncConnection[tuple[object, ...]]
+
+_EMPTY = ";".join(f"DELETE FROM {name}" for name in sql.TEMP_TABLE_NAMES)
+
+
+async def create_temp_tables(conn: Connection, on_commit: sql.OnCommit) -> None:
+    for stmt in sql.create_temp_tables(on_commit):
+        await conn.execute(stmt)
+
+
+async def empty_temp_tables(conn: Connection) -> None:
+    await conn.execute(_EMPTY)
+
+
+# Of the rows just appended (`fold_batch`), those that are records their lexicon refuses. Only the batch's invalid
+# rows are looked up (by their dedup key), and only in batches that have some: valid batches pay nothing.
+_COUNT_INVALID_APPENDED = """
+SELECT count(*) FROM events e
+WHERE e.dedup IN (SELECT dedup FROM batch_in WHERE invalid IS NOT NULL)
+  AND e.invalid IS NOT NULL
+  AND e.id IN (SELECT id FROM fold_batch)
+"""
+
+
+@dataclass
+class Applied:
+    # Events new to the log, by kind (commit, identity, account); those already there were not inserted.
+    appended: Counter[str] = field(default_factory=Counter)
+    # How many of `appended` are records their lexicon refuses (logged for their rev; also rejections).
+    invalid_appended: int = 0
+    # (did, rkey, sha256) of the tracks flagged: they point at audio uploaded here that is not stored.
+    flagged: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+async def apply(conn: Connection, p: Prepared) -> Applied:
+    applied = Applied()
+    async with conn.cursor() as cur:
+        await cur.execute(locks.LOCK_FOLD_SHARED)
+        if p.events:
+            async with cur.copy(sql.COPY_EVENTS) as copy:
+                for row in p.events:
+                    await copy.write_row(row)
+            await cur.execute(sql.APPEND_EVENTS)
+            if cur.rowcount:
+                await cur.execute("SELECT kind, count(*) FROM fold_batch GROUP BY kind")
+                for kind, count in await cur.fetchall():
+                    applied.appended[str(kind)] = int(str(count))
+                if p.invalid_events:
+                    await cur.execute(_COUNT_INVALID_APPENDED)
+                    counted = await cur.fetchone()
+                    applied.invalid_appended = 0 if counted is None else int(str(counted[0]))
+                await cur.execute(sql.FOLD_SQL)
+            # Also for events already in the log: a record folded first by another writer (e.g. the write
+            # proxy's) is checked when its firehose echo arrives here.
+            if p.own_audio:
+                applied.flagged = await audio_refs.flag_missing(cur, p.own_audio)
+        if p.rejections:
+            async with cur.copy(sql.COPY_REJECTIONS) as copy:
+                for rej in p.rejections:
+                    await copy.write_row(rej)
+            await cur.execute(sql.INSERT_REJECTIONS)
+        for source, (cursor, event_time) in p.cursors.items():
+            await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+    return applied

@@ -1,0 +1,80 @@
+"""What a projected collection is, and the SQL its projection is written with.
+
+A collection's projection is a function of the fold state (`records`, `events`, `actors`): its statements run
+once per batch, after the records and actors are folded, and recompute exactly the rows of the records listed in
+`fold_changed`, i.e. delete them and insert again those that are live. Its flip makes the rows of an author whose
+active status changed follow the new status. Rows that count toward a track (likes, comments) turn every row
+they delete, insert or flip into a count delta in `fold_deltas`, applied once all collections are projected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Collection:
+    nsid: str
+    # Re-project the records of this collection changed in the batch (`fold_changed`), in this order.
+    project: tuple[str, ...]
+    # Its rows follow their author going (in)active (`fold_status`).
+    flip: str
+    # Whether its rows count toward their subject (track like/comment counts), so that its statements also
+    # write count deltas.
+    counted: bool = False
+
+
+# Rows to (re)project: live, valid, author not deleted. Deactivated/taken-down authors keep their rows (hidden
+# at read time and excluded from counts) so reactivation shows them again without a refold.
+_LIVE = """
+FROM fold_changed c
+JOIN records r ON r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
+JOIN events e ON e.id = r.event_id
+JOIN actors a ON a.did = r.did{extra}
+WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
+"""
+
+
+def live(nsid: str, extra: str = "") -> str:
+    """FROM/WHERE of the changed records of `nsid` that are to be projected; `extra` adds to the FROM list."""
+    return _LIVE.format(collection=nsid, extra=extra)
+
+
+def uri(nsid: str) -> str:
+    """The record's at:// URI, from `r` (records)."""
+    return f"'at://' || r.did || '/{nsid}/' || r.rkey"
+
+
+# The time a row sorts by: its claimed creation time, never later than when we first saw it.
+SORT_AT = "least(coalesce(e.created_at, e.received_at), e.received_at)"
+
+
+def delete(table: str, nsid: str) -> str:
+    """Remove the rows of the changed records of `nsid` from `table` (keyed by did, rkey)."""
+    return (
+        f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{nsid}'"
+        " AND t.did = c.did AND t.rkey = c.rkey"
+    )
+
+
+def counted(statement: str, column: str, sign: str = "") -> str:
+    """Wrap a DELETE/INSERT/UPDATE of likes or comments so each row it touched becomes a count delta on its
+    subject: {sign}1 per row whose author is active (for a status flip, +1 or -1 by the new status)."""
+    delta = f"{sign}count(*) FILTER (WHERE author_active)"
+    if sign == "flip":
+        delta = "sum(CASE WHEN author_active THEN 1 ELSE -1 END)"
+    other = "comments" if column == "likes" else "likes"
+    return (
+        f"WITH changed AS ({statement} RETURNING t.subject_uri, t.author_active)\n"
+        f"INSERT INTO fold_deltas (uri, {column}, {other}) SELECT subject_uri, {delta}, 0 FROM changed"
+        " GROUP BY subject_uri"
+    )
+
+
+def flip(table: str) -> str:
+    """Rows of `table` take their author's new active status. Rows (re)projected in this batch already carry
+    it; only older rows flip."""
+    return (
+        f"UPDATE {table} t SET author_active = a.active FROM fold_status s JOIN actors a ON a.did = s.did"
+        " WHERE s.active_changed AND t.did = s.did AND t.author_active <> a.active"
+    )
