@@ -18,9 +18,9 @@ from atproto_server.exceptions import (
     TokenInvalidSignatureError,
 )
 
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from indexer.atproto.identity.resolver import IdentityResolver
-from indexer.atproto.lexicon.formats import is_did
+from indexer.atproto.syntax import is_did
 
 SERVICE_ID = "fm_plyr_appview"
 # Tokens a PDS issues for itself, never for a service: accepting them would let a stolen session token act

@@ -4,15 +4,14 @@ without its pools, its audio store or its write proxy."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from appview.audio.locator import AudioLocator
 from appview.audio.stored import StoredAudio
 from appview.auth import ServiceAuth
+from appview.memo import Memo
 from appview.proxy.service import WriteProxy
 from indexer.atproto.identity.resolver import IdentityResolver
 from indexer.metrics import Metrics
@@ -38,6 +37,5 @@ class AppContext:
 
     def __post_init__(self) -> None:
         self.audio_base = f"{self.settings.service_endpoint}/audio"
-        # Small results worth computing once per interval (e.g. network totals), keyed by method.
-        self.memo: dict[str, tuple[float, Any]] = {}
-        self.memo_lock = asyncio.Lock()
+        # Small results worth computing once per interval (network totals, rankings, the status page).
+        self.memo = Memo()

@@ -1,20 +1,30 @@
-"""Hydration: turn the ids a skeleton query found into everything a view needs, in one batched query per
-kind of thing (tracks, actors, the viewer's likes), never one query per item.
+"""Hydration: everything a view needs, for the ids a skeleton found, as typed rows, in one batched statement per
+kind of thing (tracks, actors, lists, comments), never one per item.
 
-Rules (what a reader must not see) are applied here too, as `visible_*`: a projection row exists only for a
-live, valid record of a non-deleted account, so what is left to hide is the content of accounts that are not
-active (deactivated, taken down, suspended)."""
+Each row type is a msgspec Struct, and the SELECT list that fills it is generated from its fields (`columns`):
+the type is the one place that says which columns a view reads. Rows are built positionally (psycopg's
+`args_row`, as cheap as plain tuples) from columns generated in field order, so there is nothing to keep in
+step by hand. A field is the column of the same name of the row's table unless the row type's `SQL` maps it to
+an expression; every column is named after its field, which tests/test_read_pipeline.py checks against the
+database.
+
+What readers may see is not decided here: rows come back as stored, and appview/rules.py filters them.
+
+Skeletons (the per-method statements that walk an index) share two pieces from here: the keyset condition
+that starts a page after a cursor (`keyset`), and `page`, which joins a skeleton to its tracks' hydration
+in one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import msgspec
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.rows import args_row
 
-from appview.audio.locator import is_trusted
-from appview.views import INVALID_HANDLE, ActorView, AudioView, TrackView, TrackViewerState
+from appview.http import ActorRef, Position
 
 Conn = AsyncConnection[Any]
 
@@ -26,211 +36,428 @@ def iso(column: str) -> str:
     return f"to_char({column} AT TIME ZONE 'UTC', {_ISO})"
 
 
-TRACK_COLUMNS = f"""
-t.uri, t.cid, t.did, t.rkey, t.author_active, t.title, t.artist, t.album, t.duration, t.file_type,
-t.audio_url, t.audio_blob_cid, t.audio_blob_mime, t.image_url, t.description, t.like_count,
-t.comment_count, {iso("coalesce(t.created_at, t.indexed_at)")}, {iso("t.indexed_at")}, e.record::text,
-(e.record->'features')::text, (e.record->'labels')::text, a.handle, p.avatar
-"""
-_TRACK_WIDTH = 24
-TRACK_JOINS = """
-JOIN events e ON e.id = t.event_id
-LEFT JOIN actors a ON a.did = t.did
-LEFT JOIN profiles p ON p.did = t.did
-"""
+class Row(msgspec.Struct, frozen=True, gc=False):
+    """A hydrated row: fields in SELECT order. `TABLE` qualifies plain columns; `SQL` gives the others."""
 
-_TRACKS = f"SELECT {TRACK_COLUMNS} FROM tracks t {TRACK_JOINS} WHERE t.uri = ANY(%s)"
-
-# The viewer's newest like of the track (likes_did_subject_idx), as a column of the page itself.
-_VIEWER_LIKE = """
-(SELECT l.uri FROM likes l WHERE l.did = %(viewer)s AND l.subject_uri = t.uri ORDER BY l.sort_at DESC LIMIT 1)
-"""
-# Column positions in a `page` row after the track's own columns.
-PAGE_LIKE = _TRACK_WIDTH
-PAGE_SORT_AT = _TRACK_WIDTH + 1
-PAGE_CID = _TRACK_WIDTH + 2
-PAGE_RANK = _TRACK_WIDTH + 3
+    TABLE: ClassVar[str] = ""
+    SQL: ClassVar[Mapping[str, str]] = {}
 
 
-def page(skeleton: str, *, viewer: bool, ranked: bool = False) -> str:
-    """One statement for a whole page: the skeleton (a limited, ordered SELECT of `uri, sort_at, cid` and, if
-    `ranked`, `rank`) joined to everything a view needs. A feed page costs one round trip instead of one per
-    kind of thing; the skeleton keeps its own index plan because it is planned as a subquery with its LIMIT.
-    Rows come in page order and carry the viewer's like, sortAt, cid (and rank) after the track columns."""
-    like = _VIEWER_LIKE if viewer else "NULL::text"
-    rank = ", s.rank" if ranked else ""
-    order = "s.rank, s.sort_at DESC, s.cid DESC" if ranked else "s.sort_at DESC, s.cid DESC"
-    return f"""
-SELECT {TRACK_COLUMNS}, {like}, s.sort_at, s.cid{rank}
-FROM ({skeleton}) s
-JOIN tracks t ON t.uri = s.uri
-{TRACK_JOINS}
-ORDER BY {order}
-"""
+R = TypeVar("R", bound=Row)
 
 
-_ACTORS = """
-SELECT a.did, a.handle, a.active, p.avatar FROM actors a LEFT JOIN profiles p ON p.did = a.did
-WHERE a.did = ANY(%s)
-"""
-
-_VIEWER_LIKES = """
-SELECT DISTINCT ON (subject_uri) subject_uri, uri FROM likes
-WHERE did = %s AND subject_uri = ANY(%s)
-ORDER BY subject_uri, sort_at DESC
-"""
-
-
-class TrackRow:
-    """One hydrated track, straight from `_TRACKS`."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        self.row = row
-
-    @property
-    def uri(self) -> str:
-        return str(self.row[0])
-
-    @property
-    def did(self) -> str:
-        return str(self.row[2])
-
-    @property
-    def author_active(self) -> bool:
-        return bool(self.row[4])
+def columns(row: type[Row], **overrides: str) -> str:
+    """The SELECT list that fills `row`, one column per field, in field order; `overrides` replace the row
+    type's own expressions (e.g. a column that depends on the request)."""
+    sql = {**row.SQL, **overrides}
+    unknown = set(sql) - set(row.__struct_fields__)
+    assert not unknown, f"{row.__name__} has no fields {sorted(unknown)}"
+    return ", ".join(
+        f"{sql[f]} AS {f}" if f in sql else f"{row.TABLE}.{f}" if row.TABLE else f for f in row.__struct_fields__
+    )
 
 
-class ActorRow:
-    __slots__ = ("active", "avatar", "did", "handle")
+async def send(conn: Conn, row: type[R], sql: str, params: Any) -> AsyncCursor[R]:
+    """Execute a statement whose rows are `row`s. In a pipeline this only queues it: statements sent one
+    after the other, before reading any of their rows, share one round trip."""
+    cur: AsyncCursor[R] = conn.cursor(row_factory=args_row(row))
+    await cur.execute(sql, params)
+    return cur
 
-    def __init__(self, did: str, handle: str | None, active: bool, avatar: str | None) -> None:
-        self.did = did
-        self.handle = handle
-        self.active = active
-        self.avatar = avatar
 
-    def view(self) -> ActorView:
-        return ActorView(did=self.did, handle=self.handle or INVALID_HANDLE, avatar=self.avatar)
+async def fetch(conn: Conn, row: type[R], sql: str, params: Any) -> list[R]:
+    return await (await send(conn, row, sql, params)).fetchall()
+
+
+async def fetch_one(conn: Conn, row: type[R], sql: str, params: Any) -> R | None:
+    return await (await send(conn, row, sql, params)).fetchone()
 
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-async def tracks(conn: Conn, uris: Sequence[str]) -> dict[str, TrackRow]:
+# -- skeletons ----------------------------------------------------------------------------------------------
+
+
+class Skeleton(NamedTuple):
+    """A method's skeleton: the statement that walks its index, and the statement's parameters."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+async def uris(conn: Conn, skeleton: Skeleton) -> list[str]:
+    """What a skeleton of bare URIs finds, in its order."""
+    cur = await conn.execute(skeleton.sql, skeleton.params)
+    return [str(r[0]) for r in await cur.fetchall()]
+
+
+class Entry(Row, frozen=True):
+    """One entry of a skeleton: what it points at and its keyset position."""
+
+    uri: str
+    sort_at: dt.datetime
+    sort_cid: str
+
+    SQL: ClassVar[Mapping[str, str]] = {"sort_cid": "cid"}
+
+
+class TimedEntry(Row, frozen=True):
+    """One entry of a skeleton on a playback time (comments)."""
+
+    uri: str
+    timestamp_ms: int
+    sort_cid: str
+
+    SQL: ClassVar[Mapping[str, str]] = {"sort_cid": "cid"}
+
+
+def keyset(position: Position | None, sort: str = "sort_at", cid: str = "cid") -> tuple[str, dict[str, Any]]:
+    """The keyset condition for a descending (sortAt, cid) walk, and its parameters. Two statement texts
+    (first page, later pages) rather than one with `IS NULL OR`, so each keeps an index range scan."""
+    if position is None:
+        return "", {}
+    return f" AND ({sort}, {cid}) < (%(after)s, %(after_cid)s)", {"after": position.sort_at, "after_cid": position.cid}
+
+
+# -- tracks -------------------------------------------------------------------------------------------------
+
+# The viewer's newest like of the track (likes_did_subject_idx), as a column of the track's own row.
+_VIEWER_LIKE = """
+(SELECT l.uri FROM likes l WHERE l.did = %(viewer)s AND l.subject_uri = t.uri ORDER BY l.sort_at DESC LIMIT 1)
+"""
+_NO_VIEWER = "NULL::text"
+
+
+class TrackRow(Row, frozen=True):
+    uri: str
+    cid: str
+    did: str
+    rkey: str
+    author_active: bool
+    title: str
+    artist: str
+    album: str | None
+    duration: int | None
+    file_type: str
+    audio_url: str | None
+    audio_blob_cid: str | None
+    audio_blob_mime: str | None
+    image_url: str | None
+    description: str | None
+    like_count: int
+    comment_count: int
+    created_at: str
+    indexed_at: str
+    # Parts of the stored record, as JSON text passed through to the response untouched.
+    record: str
+    features: str | None
+    labels: str | None
+    handle: str | None
+    avatar: str | None
+    # The viewer's like of the track (NULL for an anonymous request).
+    viewer_like: str | None
+
+    TABLE: ClassVar[str] = "t"
+    SQL: ClassVar[Mapping[str, str]] = {
+        "created_at": iso("coalesce(t.created_at, t.indexed_at)"),
+        "indexed_at": iso("t.indexed_at"),
+        "record": "e.record::text",
+        "features": "(e.record->'features')::text",
+        "labels": "(e.record->'labels')::text",
+        "handle": "a.handle",
+        "avatar": "p.avatar",
+        "viewer_like": _NO_VIEWER,
+    }
+
+
+class PageRow(TrackRow, frozen=True):
+    """A track of a page statement, with its position in the skeleton."""
+
+    sort_at: dt.datetime
+    sort_cid: str
+
+    SQL: ClassVar[Mapping[str, str]] = {**TrackRow.SQL, "sort_at": "s.sort_at", "sort_cid": "s.cid"}
+
+
+class RankedRow(PageRow, frozen=True):
+    """A track of a ranked page statement (search), with its rank."""
+
+    rank: int
+
+    SQL: ClassVar[Mapping[str, str]] = {**PageRow.SQL, "rank": "s.rank"}
+
+
+_TRACK_JOINS = """
+JOIN events e ON e.id = t.event_id
+LEFT JOIN actors a ON a.did = t.did
+LEFT JOIN profiles p ON p.did = t.did
+"""
+
+
+# Statements by whether the request has a viewer (and, for pages, whether the skeleton is ranked), built once.
+_BY_URI = {
+    viewer: f"SELECT {columns(TrackRow, viewer_like=like)} FROM tracks t {_TRACK_JOINS} WHERE t.uri = ANY(%(uris)s)"
+    for viewer, like in ((False, _NO_VIEWER), (True, _VIEWER_LIKE))
+}
+_PAGE_COLUMNS = {
+    (viewer, ranked): columns(RankedRow if ranked else PageRow, viewer_like=like)
+    for viewer, like in ((False, _NO_VIEWER), (True, _VIEWER_LIKE))
+    for ranked in (False, True)
+}
+
+
+def tracks_by_uri(*, viewer: bool) -> str:
+    """Tracks by URI (`%(uris)s`), with the viewer's like if `viewer` (`%(viewer)s`)."""
+    return _BY_URI[viewer]
+
+
+def page(skeleton: str, *, viewer: bool, ranked: bool = False) -> str:
+    """One statement for a whole page: the skeleton (a limited, ordered SELECT of `uri, sort_at, cid` and, if
+    `ranked`, `rank`) joined to everything a view needs. A feed page costs one round trip instead of one per
+    kind of thing; the skeleton keeps its own index plan because it is planned as a subquery with its LIMIT.
+    Rows come in page order, as `PageRow`s (`RankedRow`s if `ranked`)."""
+    order = "s.rank, s.sort_at DESC, s.cid DESC" if ranked else "s.sort_at DESC, s.cid DESC"
+    return f"""
+SELECT {_PAGE_COLUMNS[viewer, ranked]}
+FROM ({skeleton}) s
+JOIN tracks t ON t.uri = s.uri
+{_TRACK_JOINS}
+ORDER BY {order}
+"""
+
+
+async def page_rows(conn: Conn, skeleton: Skeleton, viewer: str | None) -> list[PageRow]:
+    """The page a skeleton finds, hydrated in the same statement (`page`)."""
+    sql = page(skeleton.sql, viewer=viewer is not None)
+    return await fetch(conn, PageRow, sql, {**skeleton.params, "viewer": viewer})
+
+
+async def ranked_rows(conn: Conn, skeleton: Skeleton, viewer: str | None) -> list[RankedRow]:
+    """The page a ranked skeleton finds, hydrated in the same statement (`page`)."""
+    sql = page(skeleton.sql, viewer=viewer is not None, ranked=True)
+    return await fetch(conn, RankedRow, sql, {**skeleton.params, "viewer": viewer})
+
+
+async def actor_page(
+    conn: Conn, actor: ActorRef, skeleton: Skeleton, viewer: str | None
+) -> tuple[NamedActorRow | None, list[PageRow]]:
+    """The actor a request names, and the page of theirs a skeleton finds (the skeleton reads the DID as
+    `%(did)s`). Named by DID, the page does not depend on the lookup's answer (only on whether it is shown),
+    so both statements go out in one round trip. Named by handle, the page follows the lookup, and is not
+    read at all for an actor no page is shown of (rules.checked_actor says why)."""
+    sql = page(skeleton.sql, viewer=viewer is not None)
+    if actor.by == "did":
+        async with conn.pipeline():
+            looked = await send(conn, NamedActorRow, ACTOR_BY["did"], (actor.value,))
+            rows = await send(conn, PageRow, sql, {**skeleton.params, "did": actor.value, "viewer": viewer})
+            return await looked.fetchone(), await rows.fetchall()
+    found = await named_actor(conn, actor)
+    if found is None or not found.active:
+        return found, []
+    return found, await fetch(conn, PageRow, sql, {**skeleton.params, "did": found.did, "viewer": viewer})
+
+
+async def track_shown(conn: Conn, uri: str) -> bool:
+    """Whether the track exists and its author is active: what lists of its likes and comments need."""
+    cur = await conn.execute("SELECT 1 FROM tracks WHERE uri = %s AND author_active", (uri,))
+    return await cur.fetchone() is not None
+
+
+async def tracks(conn: Conn, uris: Sequence[str], viewer: str | None) -> dict[str, TrackRow]:
+    """Tracks by URI, each with the viewer's like."""
     if not uris:
         return {}
-    cur = await conn.execute(_TRACKS, (_unique(uris),))
-    return {str(r[0]): TrackRow(r) for r in await cur.fetchall()}
+    sql = tracks_by_uri(viewer=viewer is not None)
+    return {r.uri: r for r in await fetch(conn, TrackRow, sql, {"uris": _unique(uris), "viewer": viewer})}
+
+
+# -- actors -------------------------------------------------------------------------------------------------
+
+
+class ActorRow(Row, frozen=True):
+    did: str
+    handle: str | None
+    active: bool
+    avatar: str | None
+
+    TABLE: ClassVar[str] = "a"
+    SQL: ClassVar[Mapping[str, str]] = {"avatar": "p.avatar"}
+
+
+class NamedActorRow(ActorRow, frozen=True):
+    """An actor a request names, with why they are not active (if they are not)."""
+
+    status: str
+
+
+_ACTOR_FROM = "FROM actors a LEFT JOIN profiles p ON p.did = a.did"
+_ACTORS = f"SELECT {columns(ActorRow)} {_ACTOR_FROM} WHERE a.did = ANY(%s)"
+ACTOR_BY = {
+    "did": f"SELECT {columns(NamedActorRow)} {_ACTOR_FROM} WHERE a.did = %s",
+    "handle": f"SELECT {columns(NamedActorRow)} {_ACTOR_FROM} WHERE a.handle = %s",
+}
 
 
 async def actors(conn: Conn, dids: Iterable[str]) -> dict[str, ActorRow]:
     wanted = _unique(dids)
     if not wanted:
         return {}
-    cur = await conn.execute(_ACTORS, (wanted,))
-    return {str(r[0]): ActorRow(str(r[0]), r[1], bool(r[2]), r[3]) for r in await cur.fetchall()}
+    return {r.did: r for r in await fetch(conn, ActorRow, _ACTORS, (wanted,))}
 
 
-async def viewer_likes(conn: Conn, viewer: str | None, subjects: Iterable[str]) -> dict[str, str] | None:
-    """subject uri -> the viewer's like uri; None for an anonymous request (no `viewer` block at all)."""
-    if viewer is None:
-        return None
-    wanted = _unique(subjects)
-    if not wanted:
+async def named_actor(conn: Conn, actor: ActorRef) -> NamedActorRow | None:
+    return await fetch_one(conn, NamedActorRow, ACTOR_BY[actor.by], (actor.value,))
+
+
+# -- lists --------------------------------------------------------------------------------------------------
+
+
+class ListRow(Row, frozen=True):
+    uri: str
+    cid: str
+    did: str
+    author_active: bool
+    name: str | None
+    list_type: str | None
+    item_count: int
+    created_at: str
+    indexed_at: str
+    record: str
+    handle: str | None
+    avatar: str | None
+
+    TABLE: ClassVar[str] = "l"
+    SQL: ClassVar[Mapping[str, str]] = {
+        "created_at": iso("coalesce(l.created_at, l.indexed_at)"),
+        "indexed_at": iso("l.indexed_at"),
+        "record": "e.record::text",
+        "handle": "a.handle",
+        "avatar": "p.avatar",
+    }
+
+
+_LISTS = f"""
+SELECT {columns(ListRow)}
+FROM lists l
+JOIN events e ON e.id = l.event_id
+LEFT JOIN actors a ON a.did = l.did
+LEFT JOIN profiles p ON p.did = l.did
+WHERE l.uri = ANY(%s)
+"""
+
+
+async def lists(conn: Conn, uris: Sequence[str]) -> dict[str, ListRow]:
+    if not uris:
         return {}
-    cur = await conn.execute(_VIEWER_LIKES, (viewer, wanted))
-    return {str(s): str(u) for s, u in await cur.fetchall()}
+    return {r.uri: r for r in await fetch(conn, ListRow, _LISTS, (_unique(uris),))}
 
 
-def visible_track(row: TrackRow | None) -> bool:
-    return row is not None and row.author_active
+# -- comments -----------------------------------------------------------------------------------------------
 
 
-def visible_actor(row: ActorRow | None) -> bool:
-    return row is not None and row.active
+class CommentRow(Row, frozen=True):
+    uri: str
+    cid: str
+    did: str
+    text: str
+    timestamp_ms: int | None
+    created_at: str
+    indexed_at: str
+    record: str
+
+    TABLE: ClassVar[str] = "c"
+    SQL: ClassVar[Mapping[str, str]] = {
+        "created_at": iso("coalesce(c.created_at, c.indexed_at)"),
+        "indexed_at": iso("c.indexed_at"),
+        "record": "e.record::text",
+    }
 
 
-def _raw(text: str | None) -> Any:
-    return None if text is None else msgspec.Raw(text.encode())
+_COMMENTS = f"SELECT {columns(CommentRow)} FROM comments c JOIN events e ON e.id = c.event_id WHERE c.uri = ANY(%s)"
 
 
-def track_view(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], likes: dict[str, str] | None) -> TrackView:
-    (
-        uri,
-        cid,
-        did,
-        rkey,
-        _active,
-        title,
-        artist,
-        album,
-        duration,
-        file_type,
-        audio_url,
-        blob_cid,
-        blob_mime,
-        image_url,
-        description,
-        like_count,
-        comment_count,
-        created_at,
-        indexed_at,
-        record,
-        features,
-        labels,
-        handle,
-        avatar,
-    ) = row.row[:_TRACK_WIDTH]
-    # The URL a player uses is always ours: /audio picks the playable source at play time.
-    source: Literal["url", "blob"] = "url"
-    if blob_cid and not (audio_url and is_trusted(audio_url, trusted)):
-        source = "blob"
-    return TrackView(
-        uri=uri,
-        cid=cid,
-        author=ActorView(did=did, handle=handle or INVALID_HANDLE, avatar=avatar),
-        title=title,
-        artist=artist,
-        album=album,
-        duration=duration,
-        file_type=file_type,
-        features=_raw(features) if features and features.startswith("[") else None,
-        image_url=image_url,
-        description=description,
-        audio=AudioView(url=f"{audio_base}/{did}/{rkey}", mime_type=blob_mime, source=source),
-        labels=_raw(labels) if labels and labels.startswith("{") else None,
-        like_count=like_count,
-        comment_count=comment_count,
-        created_at=created_at,
-        indexed_at=indexed_at,
-        record=_raw(record),
-        viewer=None if likes is None else TrackViewerState(like=likes.get(uri)),
-    )
+async def comments(conn: Conn, uris: Sequence[str]) -> dict[str, CommentRow]:
+    if not uris:
+        return {}
+    return {r.uri: r for r in await fetch(conn, CommentRow, _COMMENTS, (list(uris),))}
 
 
-async def present_tracks(
-    conn: Conn,
-    uris: Sequence[str],
-    *,
-    viewer: str | None,
-    audio_base: str,
-    trusted: tuple[str, ...],
-) -> list[TrackView]:
-    """Hydrate, apply the rules and present `uris` in the given order, dropping what is missing or hidden."""
-    found = await tracks(conn, uris)
-    shown = [found[u] for u in uris if visible_track(found.get(u))]
-    likes = await viewer_likes(conn, viewer, (r.uri for r in shown))
-    return [track_view(r, audio_base=audio_base, trusted=trusted, likes=likes) for r in shown]
+# -- likes --------------------------------------------------------------------------------------------------
 
 
-def page_views(
-    rows: Sequence[tuple[Any, ...]], *, viewer: str | None, audio_base: str, trusted: tuple[str, ...]
-) -> list[TrackView]:
-    """Present the rows of a `page` statement in their order, applying the rules."""
-    shown = [TrackRow(r) for r in rows]
-    shown = [r for r in shown if visible_track(r)]
-    likes = None if viewer is None else {str(r.row[0]): str(r.row[PAGE_LIKE]) for r in shown if r.row[PAGE_LIKE]}
-    return [track_view(r, audio_base=audio_base, trusted=trusted, likes=likes) for r in shown]
+class LikeRow(Row, frozen=True):
+    """A like of a track, from its skeleton (the likes table has all a like view shows but the liker)."""
+
+    did: str
+    created_at: str
+    indexed_at: str
+    sort_at: dt.datetime
+    sort_cid: str
+
+    SQL: ClassVar[Mapping[str, str]] = {
+        "created_at": iso("coalesce(created_at, indexed_at)"),
+        "indexed_at": iso("indexed_at"),
+        "sort_cid": "cid",
+    }
+
+
+# -- profiles and totals ------------------------------------------------------------------------------------
+
+
+class ProfileRow(Row, frozen=True):
+    """An actor's profile record (if any) and counts that match what the listing methods show: likeCount
+    counts the likes getActorLikes would list."""
+
+    bio: str | None
+    avatar: str | None
+    indexed_at: str | None
+    track_count: int
+    like_count: int
+    list_count: int
+
+    SQL: ClassVar[Mapping[str, str]] = {
+        "bio": "p.bio",
+        "avatar": "p.avatar",
+        "indexed_at": iso("p.indexed_at"),
+        "track_count": "(SELECT count(*) FROM tracks t WHERE t.did = %(did)s AND t.author_active)",
+        "like_count": """(SELECT count(*) FROM likes l WHERE l.did = %(did)s AND l.author_active
+          AND EXISTS (SELECT 1 FROM tracks t WHERE t.uri = l.subject_uri AND t.author_active))""",
+        "list_count": "(SELECT count(*) FROM lists s WHERE s.did = %(did)s AND s.author_active)",
+    }
+
+
+_PROFILE = f"SELECT {columns(ProfileRow)} FROM (SELECT 1) one LEFT JOIN profiles p ON p.did = %(did)s"
+
+
+async def profile(conn: Conn, did: str) -> ProfileRow:
+    found = await fetch_one(conn, ProfileRow, _PROFILE, {"did": did})
+    assert found is not None  # one row, with or without a profile record
+    return found
+
+
+class StatsRow(Row, frozen=True):
+    """Network-wide totals of what readers can see. `likes` sums the per-track counts: exactly the likes by
+    active accounts of tracks that exist and are shown."""
+
+    tracks: int
+    artists: int
+    likes: int
+    lists: int
+
+    SQL: ClassVar[Mapping[str, str]] = {
+        "tracks": "count(*)",
+        "artists": "count(DISTINCT did)",
+        "likes": "coalesce(sum(like_count), 0)",
+        "lists": "(SELECT count(*) FROM lists WHERE author_active)",
+    }
+
+
+_STATS = f"SELECT {columns(StatsRow)} FROM tracks WHERE author_active"
+
+
+async def stats(conn: Conn) -> StatsRow:
+    found = await fetch_one(conn, StatsRow, _STATS, None)
+    assert found is not None  # an aggregate: always one row
+    return found

@@ -167,7 +167,7 @@ def samples(url: str, n: int = 2000) -> dict[str, Any]:
 
 
 def paths(method: str, s: dict[str, Any], rng: random.Random) -> list[str]:
-    from appview.cursor import pack
+    from appview.http import pack
 
     out: list[str] = []
     for _ in range(2000):
@@ -228,23 +228,22 @@ async def _sql_client(
 def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: bool) -> Callable[..., Any]:
     from appview import hydrate
     from appview.xrpc import get_actor_tracks, get_latest_tracks, search_tracks
-    from appview.xrpc.common import actor_lookup, after
 
     async def hydrate_tracks(conn: psycopg.AsyncConnection[Any], uris: list[str]) -> None:
         if uris:
-            await (await conn.execute(hydrate._TRACKS, (uris,))).fetchall()
+            await (await conn.execute(hydrate.tracks_by_uri(viewer=False), {"uris": uris, "viewer": None})).fetchall()
 
     async def run(conn: psycopg.AsyncConnection[Any]) -> None:
         if method == "getLatestTracks":
-            from appview.cursor import Position
+            from appview.http import Position
 
             pos = None if rng.random() < 0.5 else Position(*rng.choice(s["positions"]))
-            clause, params = after(pos)
+            clause, params = hydrate.keyset(pos)
             sql = hydrate.page(get_latest_tracks.SKELETON.format(after=clause), viewer=False)
             await (await conn.execute(sql, {**params, "limit": 50, "viewer": None})).fetchall()
         elif method == "getActorTracks":
             did = rng.choice(s["dids"])
-            lookup, lookup_params = actor_lookup(did)
+            lookup, lookup_params = hydrate.ACTOR_BY["did"], (did,)
             sql = hydrate.page(get_actor_tracks.SKELETON.format(after=""), viewer=False)
             async with conn.pipeline():
                 looked = await conn.execute(lookup, lookup_params)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.proxy.schemas import Record
-from indexer.atproto.lexicon import Validator, is_cid, is_did, is_handle, is_nsid, is_record_key
+from indexer.atproto.lexicon import Validator
+from indexer.atproto.syntax import is_cid, is_did, is_handle, is_nsid, is_record_key
 from indexer.events import COLLECTION_PREFIX
 
 # Stands in for the TID the PDS will pick when a create names no rkey: the record is checked against the key

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 from psycopg_pool import AsyncConnectionPool
 
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.proxy import checks
 from appview.proxy.fold import Operation, ProxyFold, commit_event
 from appview.proxy.schemas import (
@@ -41,8 +41,9 @@ from appview.proxy.schemas import (
 )
 from appview.proxy.upstream import Forwarder, UpstreamOk
 from indexer.atproto.identity.resolver import IdentityResolver
-from indexer.atproto.lexicon import Validator, is_cid, is_did, is_record_key, is_tid
+from indexer.atproto.lexicon import Validator
 from indexer.atproto.netguard import ForbiddenHost, NetGuard
+from indexer.atproto.syntax import is_cid, is_did, is_record_key, is_tid
 from indexer.events import Event
 from indexer.metrics import Metrics
 

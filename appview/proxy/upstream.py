@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
 from indexer.metrics import Metrics
 

@@ -17,9 +17,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 
 from appview.context import AppContext
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.views import ErrorOutput
-from indexer.atproto.lexicon.formats import is_did, is_record_key
+from indexer.atproto.syntax import is_did, is_record_key
 from indexer.audio.refs import own_sha256
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from appview.context import AppContext
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.views import ErrorOutput
 from indexer.audio.store import audio_key
 

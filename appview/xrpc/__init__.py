@@ -1,6 +1,10 @@
-"""One module per XRPC method: reads, the write proxy, audio upload. Each read is a pipeline: skeleton (ids and
-sort keys from one SQL query), hydrate (batched lookups), rules (hide what readers must not see), present
-(views)."""
+"""One module per XRPC method: reads, the write proxy, audio upload.
+
+Each read is a pipeline whose steps the method names: its skeleton (the ids and sort keys of a page, from one
+SQL statement that names the index it walks), hydrate (typed rows, batched: appview/hydrate.py), rules (what
+readers must not see: appview/rules.py), present (views: appview/presenters.py). Parameters, cursors,
+responses and errors are appview/http.py's. A feed's skeleton and hydration usually travel as one statement
+(`hydrate.page`)."""
 
 from __future__ import annotations
 

@@ -7,23 +7,40 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import cursor as keyset
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.hydrate import present_tracks
+from appview.http import (
+    DEFAULT_LIMIT,
+    Actor,
+    Cursor,
+    Limit,
+    Position,
+    actor_ref,
+    next_cursor,
+    ok,
+    respond,
+    unpack,
+    viewer_of,
+)
+from appview.hydrate import Entry, Skeleton
 from appview.views import TrackPageOutput
-from appview.xrpc.common import DEFAULT_LIMIT, Actor, Cursor, Limit, after, ok, resolve_actor, respond, viewer_of
 
 NSID = "fm.plyr.getActorLikes"
 
 # likes_did_sort_idx, backwards. A like whose track does not exist (never indexed, deleted, or its author
 # hidden) is skipped here, in the skeleton, so pages stay full.
-SKELETON = """
-SELECT l.subject_uri, l.sort_at, l.cid FROM likes l
-WHERE l.did = %(did)s AND l.author_active{after}
+SKELETON = f"""
+SELECT {hydrate.columns(Entry, uri="l.subject_uri", sort_at="l.sort_at", sort_cid="l.cid")} FROM likes l
+WHERE l.did = %(did)s AND l.author_active{{after}}
   AND EXISTS (SELECT 1 FROM tracks t WHERE t.uri = l.subject_uri AND t.author_active)
 ORDER BY l.sort_at DESC, l.cid DESC
 LIMIT %(limit)s
 """
+
+
+def skeleton(did: str, position: Position | None, limit: int) -> Skeleton:
+    after, params = hydrate.keyset(position, "l.sort_at", "l.cid")
+    return Skeleton(SKELETON.format(after=after), {**params, "did": did, "limit": limit})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
@@ -35,14 +52,12 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    clause, params = after(keyset.unpack(cursor), "l.sort_at", "l.cid")
+    position = unpack(cursor)
+    named = actor_ref(actor)
     async with ctx.pool.connection() as conn:
-        liker = await resolve_actor(conn, actor)
-        cur = await conn.execute(SKELETON.format(after=clause), {**params, "did": liker.did, "limit": limit})
-        skeleton = await cur.fetchall()
-        views = await present_tracks(
-            conn, [r[0] for r in skeleton], viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted
-        )
-    next_cursor = keyset.pack(skeleton[-1][1], skeleton[-1][2]) if len(skeleton) == limit else None
-    body = TrackPageOutput(tracks=views, cursor=next_cursor)
+        liker = rules.checked_actor(await hydrate.named_actor(conn, named), named)
+        entries = await hydrate.fetch(conn, Entry, *skeleton(liker.did, position, limit))
+        found = await hydrate.tracks(conn, [e.uri for e in entries], viewer)
+    tracks = presenters.tracks(rules.in_order((e.uri for e in entries), found), ctx, viewer)
+    body = TrackPageOutput(tracks=tracks, cursor=next_cursor(entries, limit))
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

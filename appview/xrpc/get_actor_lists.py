@@ -8,20 +8,42 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import cursor as keyset
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
+from appview.http import (
+    DEFAULT_LIMIT,
+    Actor,
+    Cursor,
+    Limit,
+    Position,
+    actor_ref,
+    next_cursor,
+    ok,
+    respond,
+    unpack,
+    viewer_of,
+)
+from appview.hydrate import Entry, Skeleton
 from appview.views import ListsOutput
-from appview.xrpc.common import DEFAULT_LIMIT, Actor, Cursor, Limit, after, ok, resolve_actor, respond, viewer_of
-from appview.xrpc.lists import list_view, lists_by_uri
 
 NSID = "fm.plyr.getActorLists"
 
-SKELETON = """
-SELECT uri, sort_at, cid FROM lists
-WHERE did = %(did)s AND author_active{type}{after}
+# lists_did_sort_idx, backwards.
+SKELETON = f"""
+SELECT {hydrate.columns(Entry)} FROM lists
+WHERE did = %(did)s AND author_active{{type}}{{after}}
 ORDER BY sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
+BY_TYPE = " AND list_type = %(list_type)s"
+
+ListType = Annotated[str | None, QueryParameter(name="listType", max_length=64, description="Only lists of this type.")]
+
+
+def skeleton(did: str, list_type: str | None, position: Position | None, limit: int) -> Skeleton:
+    after, params = hydrate.keyset(position)
+    sql = SKELETON.format(type=BY_TYPE if list_type else "", after=after)
+    return Skeleton(sql, {**params, "did": did, "list_type": list_type, "limit": limit})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(ListsOutput), operation_id=NSID)
@@ -29,24 +51,17 @@ async def handler(
     request: Request[Any, Any, Any],
     ctx: NamedDependency[AppContext],
     actor: Actor,
-    list_type: Annotated[
-        str | None, QueryParameter(name="listType", max_length=64, description="Only lists of this type.")
-    ] = None,
+    list_type: ListType = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    clause, params = after(keyset.unpack(cursor))
-    by_type = " AND list_type = %(list_type)s" if list_type else ""
+    position = unpack(cursor)
+    named = actor_ref(actor)
     async with ctx.pool.connection() as conn:
-        author = await resolve_actor(conn, actor)
-        cur = await conn.execute(
-            SKELETON.format(type=by_type, after=clause),
-            {**params, "did": author.did, "list_type": list_type, "limit": limit},
-        )
-        skeleton = await cur.fetchall()
-        found = await lists_by_uri(conn, [r[0] for r in skeleton])
-    views = [list_view(found[r[0]]) for r in skeleton if r[0] in found and found[r[0]].author_active]
-    next_cursor = keyset.pack(skeleton[-1][1], skeleton[-1][2]) if len(skeleton) == limit else None
-    body = ListsOutput(lists=views, cursor=next_cursor)
+        author = rules.checked_actor(await hydrate.named_actor(conn, named), named)
+        entries = await hydrate.fetch(conn, Entry, *skeleton(author.did, list_type, position, limit))
+        found = await hydrate.lists(conn, [e.uri for e in entries])
+    lists = [presenters.list_view(row) for row in rules.in_order((e.uri for e in entries), found)]
+    body = ListsOutput(lists=lists, cursor=next_cursor(entries, limit))
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

@@ -7,41 +7,21 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.hydrate import iso
-from appview.views import INVALID_HANDLE, ProfileView
-from appview.xrpc.common import Actor, ok, resolve_actor, respond, viewer_of
+from appview.http import Actor, actor_ref, ok, respond, viewer_of
+from appview.views import ProfileView
 
 NSID = "fm.plyr.getActorProfile"
-
-# Counts match what the listing methods show: likeCount counts the likes getActorLikes would list.
-PROFILE = f"""
-SELECT p.bio, p.avatar, {iso("p.indexed_at")},
-       (SELECT count(*) FROM tracks t WHERE t.did = %(did)s AND t.author_active),
-       (SELECT count(*) FROM likes l WHERE l.did = %(did)s AND l.author_active
-          AND EXISTS (SELECT 1 FROM tracks t WHERE t.uri = l.subject_uri AND t.author_active)),
-       (SELECT count(*) FROM lists s WHERE s.did = %(did)s AND s.author_active)
-FROM (SELECT 1) one LEFT JOIN profiles p ON p.did = %(did)s
-"""
 
 
 @get(f"/xrpc/{NSID}", responses=ok(ProfileView), operation_id=NSID)
 async def handler(request: Request[Any, Any, Any], ctx: NamedDependency[AppContext], actor: Actor) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
+    named = actor_ref(actor)
     async with ctx.pool.connection() as conn:
-        found = await resolve_actor(conn, actor)
-        cur = await conn.execute(PROFILE, {"did": found.did})
-        row = await cur.fetchone()
-    assert row is not None
-    bio, avatar, indexed_at, tracks, likes, lists = row
-    body = ProfileView(
-        did=found.did,
-        handle=found.handle or INVALID_HANDLE,
-        bio=bio,
-        avatar=avatar,
-        track_count=tracks,
-        like_count=likes,
-        list_count=lists,
-        indexed_at=indexed_at,
-    )
+        # Skeleton: the actor named.
+        found = rules.checked_actor(await hydrate.named_actor(conn, named), named)
+        counts = await hydrate.profile(conn, found.did)
+    body = presenters.profile(found, counts)
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

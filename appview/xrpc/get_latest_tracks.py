@@ -7,11 +7,11 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import cursor as keyset
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.hydrate import PAGE_CID, PAGE_SORT_AT, page, page_views
+from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, next_cursor, ok, respond, unpack, viewer_of
+from appview.hydrate import Skeleton
 from appview.views import TrackPageOutput
-from appview.xrpc.common import DEFAULT_LIMIT, Cursor, Limit, after, ok, respond, viewer_of
 
 NSID = "fm.plyr.getLatestTracks"
 
@@ -24,6 +24,11 @@ LIMIT %(limit)s
 """
 
 
+def skeleton(position: Position | None, limit: int) -> Skeleton:
+    after, params = hydrate.keyset(position)
+    return Skeleton(SKELETON.format(after=after), {**params, "limit": limit})
+
+
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
 async def handler(
     request: Request[Any, Any, Any],
@@ -32,13 +37,9 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    clause, params = after(keyset.unpack(cursor))
-    sql = page(SKELETON.format(after=clause), viewer=viewer is not None)
+    walk = skeleton(unpack(cursor), limit)
     async with ctx.pool.connection() as conn:
-        cur = await conn.execute(sql, {**params, "limit": limit, "viewer": viewer})
-        found = await cur.fetchall()
-    views = page_views(found, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted)
-    last = found[-1] if len(found) == limit else None
-    next_cursor = keyset.pack(last[PAGE_SORT_AT], last[PAGE_CID]) if last else None
-    body = TrackPageOutput(tracks=views, cursor=next_cursor)
+        rows = await hydrate.page_rows(conn, walk, viewer)
+    tracks = presenters.tracks(rules.visible(rows), ctx, viewer)
+    body = TrackPageOutput(tracks=tracks, cursor=next_cursor(rows, limit))
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

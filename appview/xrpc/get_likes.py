@@ -7,24 +7,41 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import cursor as keyset
-from appview import hydrate
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.errors import XrpcError
-from appview.views import LikesOutput, LikeView
-from appview.xrpc.common import DEFAULT_LIMIT, AtUri, Cursor, Limit, after, ok, respond, split_at_uri, viewer_of
+from appview.http import (
+    DEFAULT_LIMIT,
+    AtUri,
+    Cursor,
+    Limit,
+    Position,
+    next_cursor,
+    not_found,
+    ok,
+    respond,
+    split_at_uri,
+    unpack,
+    viewer_of,
+)
+from appview.hydrate import LikeRow, Skeleton
+from appview.views import LikesOutput
+from indexer.fold.collections.track import NSID as TRACK
 
 NSID = "fm.plyr.getLikes"
 
-VISIBLE_TRACK = "SELECT 1 FROM tracks WHERE uri = %s AND author_active"
-
+# likes_subject_sort_idx, backwards. The likes table holds all a like view shows but the liker, so the
+# skeleton's rows are the likes themselves.
 SKELETON = f"""
-SELECT did, {hydrate.iso("coalesce(created_at, indexed_at)")}, {hydrate.iso("indexed_at")}, sort_at, cid
-FROM likes
+SELECT {hydrate.columns(LikeRow)} FROM likes
 WHERE subject_uri = %(uri)s AND author_active{{after}}
 ORDER BY sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
+
+
+def skeleton(uri: str, position: Position | None, limit: int) -> Skeleton:
+    after, params = hydrate.keyset(position)
+    return Skeleton(SKELETON.format(after=after), {**params, "uri": uri, "limit": limit})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(LikesOutput), operation_id=NSID)
@@ -36,20 +53,13 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    split_at_uri(uri, "fm.plyr.track")
-    clause, params = after(keyset.unpack(cursor))
+    split_at_uri(uri, TRACK)
+    walk = skeleton(uri, unpack(cursor), limit)
     async with ctx.pool.connection() as conn:
-        cur = await conn.execute(VISIBLE_TRACK, (uri,))
-        if await cur.fetchone() is None:
-            raise XrpcError("NotFound", f"track not found: {uri}", status=404)
-        cur = await conn.execute(SKELETON.format(after=clause), {**params, "uri": uri, "limit": limit})
-        skeleton = await cur.fetchall()
-        likers = await hydrate.actors(conn, (r[0] for r in skeleton))
-    likes = [
-        LikeView(actor=likers[did].view(), created_at=created_at, indexed_at=indexed_at)
-        for did, created_at, indexed_at, _, _ in skeleton
-        if hydrate.visible_actor(likers.get(did))
-    ]
-    next_cursor = keyset.pack(skeleton[-1][3], skeleton[-1][4]) if len(skeleton) == limit else None
-    body = LikesOutput(uri=uri, likes=likes, cursor=next_cursor)
+        if not await hydrate.track_shown(conn, uri):
+            raise not_found("track", uri)
+        rows = await hydrate.fetch(conn, LikeRow, *walk)
+        likers = await hydrate.actors(conn, (r.did for r in rows))
+    likes = [presenters.like(row, liker) for row, liker in rules.with_active_authors(rows, likers)]
+    body = LikesOutput(uri=uri, likes=likes, cursor=next_cursor(rows, limit))
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

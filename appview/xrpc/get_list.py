@@ -8,16 +8,21 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import hydrate
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.errors import XrpcError
-from appview.views import ListItemView, ListOutput
-from appview.xrpc.common import AtUri, ok, respond, split_at_uri, viewer_of
-from appview.xrpc.lists import LIST, list_view, lists_by_uri
+from appview.http import AtUri, not_found, ok, respond, split_at_uri, viewer_of
+from appview.hydrate import Skeleton
+from appview.views import ListOutput
+from indexer.fold.collections.list import NSID as LIST
 
 NSID = "fm.plyr.getList"
 
-ITEMS = "SELECT subject_uri FROM list_items WHERE did = %s AND rkey = %s ORDER BY position"
+# The list's items, by list_items' primary key (did, rkey, position).
+SKELETON = "SELECT subject_uri FROM list_items WHERE did = %(did)s AND rkey = %(rkey)s ORDER BY position"
+
+
+def skeleton(did: str, rkey: str) -> Skeleton:
+    return Skeleton(SKELETON, {"did": did, "rkey": rkey})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(ListOutput), operation_id=NSID)
@@ -25,22 +30,12 @@ async def handler(request: Request[Any, Any, Any], ctx: NamedDependency[AppConte
     viewer = await viewer_of(ctx, request, NSID)
     did, rkey = split_at_uri(uri, LIST)
     async with ctx.pool.connection() as conn:
-        found = (await lists_by_uri(conn, [uri])).get(uri)
-        if found is None or not found.author_active:
-            raise XrpcError("NotFound", f"list not found: {uri}", status=404)
-        cur = await conn.execute(ITEMS, (did, rkey))
-        subjects = [str(r[0]) for r in await cur.fetchall()]
-        tracks = await present_tracks_by_uri(conn, subjects, viewer, ctx)
-    view = list_view(found)
-    view.items = [ListItemView(uri=s, track=tracks.get(s)) for s in subjects]
-    return respond(request, ListOutput(list=view), viewer=viewer, max_age=ctx.settings.cache_max_age)
-
-
-async def present_tracks_by_uri(
-    conn: hydrate.Conn, subjects: list[str], viewer: str | None, ctx: AppContext
-) -> dict[str, Any]:
-    uris = list(dict.fromkeys(s for s in subjects if s.startswith("at://") and "/fm.plyr.track/" in s))
-    views = await hydrate.present_tracks(
-        conn, uris, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted
-    )
-    return {v.uri: v for v in views}
+        shown = rules.in_order([uri], await hydrate.lists(conn, [uri]))
+        if not shown:
+            raise not_found("list", uri)
+        subjects = await hydrate.uris(conn, skeleton(did, rkey))
+        wanted = rules.track_subjects(subjects)
+        found = await hydrate.tracks(conn, wanted, viewer)
+    tracks = {t.uri: t for t in presenters.tracks(rules.in_order(wanted, found), ctx, viewer)}
+    body = ListOutput(list=presenters.list_view(shown[0], presenters.list_items(subjects, tracks)))
+    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

@@ -8,25 +8,26 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.hydrate import present_tracks
+from appview.http import ok, respond, split_at_uri, viewer_of
 from appview.views import TracksOutput
-from appview.xrpc.common import ok, respond, split_at_uri, viewer_of
+from indexer.fold.collections.track import NSID as TRACK
 
 NSID = "fm.plyr.getTracks"
 MAX_URIS = 25
 
+Uris = Annotated[list[str], QueryParameter(min_items=1, max_items=MAX_URIS, description="Track URIs.")]
+
 
 @get(f"/xrpc/{NSID}", responses=ok(TracksOutput), operation_id=NSID)
-async def handler(
-    request: Request[Any, Any, Any],
-    ctx: NamedDependency[AppContext],
-    uris: Annotated[list[str], QueryParameter(min_items=1, max_items=MAX_URIS, description="Track URIs.")],
-) -> Response[bytes]:
+async def handler(request: Request[Any, Any, Any], ctx: NamedDependency[AppContext], uris: Uris) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
     for uri in uris:
-        split_at_uri(uri, "fm.plyr.track")
+        split_at_uri(uri, TRACK)
+    # Skeleton: the URIs asked for, each once.
     wanted = list(dict.fromkeys(uris))
     async with ctx.pool.connection() as conn:
-        views = await present_tracks(conn, wanted, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted)
-    return respond(request, TracksOutput(tracks=views), viewer=viewer, max_age=ctx.settings.cache_max_age)
+        found = await hydrate.tracks(conn, wanted, viewer)
+    tracks = presenters.tracks(rules.in_order(wanted, found), ctx, viewer)
+    return respond(request, TracksOutput(tracks=tracks), viewer=viewer, max_age=ctx.settings.cache_max_age)

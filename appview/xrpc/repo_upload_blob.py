@@ -8,7 +8,7 @@ from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.proxy import WriteProxy
 from appview.proxy.routes import reply, responses
 from appview.proxy.schemas import UploadBlobOutput

@@ -15,12 +15,22 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import cursor as keyset
+from appview import hydrate, presenters, rules
 from appview.context import AppContext
-from appview.errors import XrpcError
-from appview.hydrate import PAGE_CID, PAGE_RANK, PAGE_SORT_AT, page, page_views
+from appview.http import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    Position,
+    XrpcError,
+    ok,
+    pack_ranked,
+    respond,
+    unpack_ranked,
+    viewer_of,
+)
+from appview.hydrate import RankedRow, Skeleton
 from appview.views import TrackPageOutput
-from appview.xrpc.common import DEFAULT_LIMIT, Cursor, Limit, ok, respond, viewer_of
 
 NSID = "fm.plyr.searchTracks"
 MAX_QUERY = 256
@@ -121,6 +131,37 @@ def _regex_escape(text: str) -> str:
     return re.sub(r"([^0-9A-Za-z\s])", r"\\\1", text)
 
 
+def skeleton(text: str, position: tuple[int, Position] | None, trigram: bool) -> list[Skeleton]:
+    """One walk per rank group from the cursor's on, best first. Each walk's `%(limit)s` is the room left on
+    the page when its turn comes (see `ranked_page`)."""
+    params: dict[str, Any] = {
+        "q": text,
+        "prefix": _like_escape(text) + "%",
+        "infix": "%" + _like_escape(text) + "%",
+        "word": r"\m" + _regex_escape(text),
+    }
+    if position is not None:
+        rank, at = position
+        params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
+    start = 0 if position is None else position[0]
+    return [
+        Skeleton(group.statement(paged=position is not None and group.first <= start <= group.last), params)
+        for group in GROUPS
+        if group.last >= start and (trigram or group.first != FUZZY_RANK)
+    ]
+
+
+async def ranked_page(conn: hydrate.Conn, walks: list[Skeleton], limit: int, viewer: str | None) -> list[RankedRow]:
+    """The walks' matches, hydrated, until the page is full: a page is usually served by the first group."""
+    found: list[RankedRow] = []
+    for walk in walks:
+        room = Skeleton(walk.sql, {**walk.params, "limit": limit - len(found)})
+        found += await hydrate.ranked_rows(conn, room, viewer)
+        if len(found) >= limit:
+            break
+    return found
+
+
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
 async def handler(
     request: Request[Any, Any, Any],
@@ -133,31 +174,11 @@ async def handler(
     text = " ".join(q.lower().split())
     if not text or "\x00" in text:
         raise XrpcError("InvalidRequest", "q must contain some text")
-    position = keyset.unpack_ranked(cursor)
-    params: dict[str, Any] = {
-        "q": text,
-        "prefix": _like_escape(text) + "%",
-        "infix": "%" + _like_escape(text) + "%",
-        "word": r"\m" + _regex_escape(text),
-        "limit": limit,
-    }
-    if position is not None:
-        rank, at = position
-        params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
-    start = 0 if position is None else position[0]
-    found: list[tuple[Any, ...]] = []
+    walks = skeleton(text, unpack_ranked(cursor), ctx.trigram)
     async with ctx.pool.connection() as conn:
-        for group in GROUPS:
-            if group.last < start or (group.first == FUZZY_RANK and not ctx.trigram):
-                continue
-            paged = position is not None and group.first <= position[0] <= group.last
-            sql = page(group.statement(paged), viewer=viewer is not None, ranked=True)
-            cur = await conn.execute(sql, {**params, "limit": limit - len(found), "viewer": viewer})
-            found += await cur.fetchall()
-            if len(found) >= limit:
-                break
-    views = page_views(found, viewer=viewer, audio_base=ctx.audio_base, trusted=ctx.audio.trusted)
-    last = found[-1] if len(found) == limit else None
-    next_cursor = keyset.pack_ranked(last[PAGE_RANK], last[PAGE_SORT_AT], last[PAGE_CID]) if last else None
-    body = TrackPageOutput(tracks=views, cursor=next_cursor)
+        rows = await ranked_page(conn, walks, limit, viewer)
+    tracks = presenters.tracks(rules.visible(rows), ctx, viewer)
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = pack_ranked(last.rank, last.sort_at, last.sort_cid) if last else None
+    body = TrackPageOutput(tracks=tracks, cursor=next_cursor)
     return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)

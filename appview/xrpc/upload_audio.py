@@ -26,7 +26,7 @@ from litestar.exceptions import ClientException, InternalServerException
 from litestar.openapi.datastructures import ResponseSpec
 
 from appview.context import AppContext
-from appview.errors import XrpcError
+from appview.http import XrpcError
 from appview.views import ErrorOutput
 from indexer.audio.probe import InvalidAudio, kind_of, probe
 from indexer.audio.refs import audio_url

@@ -1,0 +1,133 @@
+"""Presentation: hydrated rows, already filtered by appview/rules.py, as the views of appview/views.py. Every
+view is built here and nowhere else; a track in particular has one presenter (`track`), whichever statement
+hydrated it.
+
+Stored JSON (a record, its features or labels) is passed through as `msgspec.Raw`, never decoded and
+re-encoded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from appview import rules
+from appview.hydrate import ActorRow, CommentRow, LikeRow, ListRow, NamedActorRow, ProfileRow, StatsRow, TrackRow
+from appview.views import (
+    INVALID_HANDLE,
+    ActorView,
+    AudioView,
+    CommentView,
+    LikeView,
+    ListItemView,
+    ListView,
+    ProfileView,
+    StatsOutput,
+    TrackView,
+    TrackViewerState,
+)
+
+if TYPE_CHECKING:
+    from appview.context import AppContext
+
+
+def _raw(text: str) -> Any:
+    return msgspec.Raw(text.encode())
+
+
+def actor(did: str, handle: str | None, avatar: str | None) -> ActorView:
+    return ActorView(did=did, handle=handle or INVALID_HANDLE, avatar=avatar)
+
+
+def actor_of(row: ActorRow) -> ActorView:
+    return actor(row.did, row.handle, row.avatar)
+
+
+def track(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], viewer: bool) -> TrackView:
+    return TrackView(
+        uri=row.uri,
+        cid=row.cid,
+        author=actor(row.did, row.handle, row.avatar),
+        title=row.title,
+        artist=row.artist,
+        album=row.album,
+        duration=row.duration,
+        file_type=row.file_type,
+        # Passed on only as the lexicon types them (features an array, labels an object).
+        features=_raw(row.features) if row.features and row.features.startswith("[") else None,
+        image_url=row.image_url,
+        description=row.description,
+        audio=AudioView(
+            url=f"{audio_base}/{row.did}/{row.rkey}",
+            mime_type=row.audio_blob_mime,
+            source=rules.audio_source(row, trusted),
+        ),
+        labels=_raw(row.labels) if row.labels and row.labels.startswith("{") else None,
+        like_count=row.like_count,
+        comment_count=row.comment_count,
+        created_at=row.created_at,
+        indexed_at=row.indexed_at,
+        record=_raw(row.record),
+        viewer=TrackViewerState(like=row.viewer_like) if viewer else None,
+    )
+
+
+def tracks(rows: Iterable[TrackRow], ctx: AppContext, viewer: str | None) -> list[TrackView]:
+    """Tracks for a request; a viewer's carry a `viewer` block (their like), an anonymous request's none."""
+    audio_base, trusted, has_viewer = ctx.audio_base, ctx.audio.trusted, viewer is not None
+    return [track(r, audio_base=audio_base, trusted=trusted, viewer=has_viewer) for r in rows]
+
+
+def profile(found: NamedActorRow, counts: ProfileRow) -> ProfileView:
+    return ProfileView(
+        did=found.did,
+        handle=found.handle or INVALID_HANDLE,
+        bio=counts.bio,
+        avatar=counts.avatar,
+        track_count=counts.track_count,
+        like_count=counts.like_count,
+        list_count=counts.list_count,
+        indexed_at=counts.indexed_at,
+    )
+
+
+def list_view(row: ListRow, items: list[ListItemView] | None = None) -> ListView:
+    return ListView(
+        uri=row.uri,
+        cid=row.cid,
+        author=actor(row.did, row.handle, row.avatar),
+        name=row.name,
+        list_type=row.list_type,
+        item_count=row.item_count,
+        created_at=row.created_at,
+        indexed_at=row.indexed_at,
+        record=_raw(row.record),
+        items=items,
+    )
+
+
+def list_items(subjects: Sequence[str], found: Mapping[str, TrackView]) -> list[ListItemView]:
+    """Every item in record order; `track` only where the subject is a track that is shown."""
+    return [ListItemView(uri=s, track=found.get(s)) for s in subjects]
+
+
+def comment(row: CommentRow, author: ActorRow) -> CommentView:
+    return CommentView(
+        uri=row.uri,
+        cid=row.cid,
+        author=actor_of(author),
+        text=row.text,
+        timestamp_ms=row.timestamp_ms,
+        created_at=row.created_at,
+        indexed_at=row.indexed_at,
+        record=_raw(row.record),
+    )
+
+
+def like(row: LikeRow, liker: ActorRow) -> LikeView:
+    return LikeView(actor=actor_of(liker), created_at=row.created_at, indexed_at=row.indexed_at)
+
+
+def stats(row: StatsRow) -> StatsOutput:
+    return StatsOutput(tracks=row.tracks, artists=row.artists, likes=row.likes, lists=row.lists)
