@@ -11,18 +11,19 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
 from appview.audio.locator import AudioLocator
 from appview.audio.stored import open_stored_audio
 from appview.auth import ServiceAuth
 from appview.context import AppContext
-from appview.errors import xrpc_error_handler
+from appview.http import xrpc_error_handler
 from appview.pages import handlers as page_handlers
 from appview.proxy import WriteProxy, open_write_proxy
+from appview.routes.api_docs import openapi_config
 from appview.routes.audio import audio
 from appview.routes.audio_files import audio_file
+from appview.routes.head import answer_head
 from appview.routes.health import health, metrics_endpoint
 from appview.well_known import did_document
 from appview.xrpc import HANDLERS
@@ -57,10 +58,13 @@ async def _has_trigram(pool: AsyncConnectionPool) -> bool:
     try:
         async with pool.connection(timeout=5.0) as conn:
             cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
-            return await cur.fetchone() is not None
+            if await cur.fetchone() is not None:
+                return True
     except Exception as exc:
         log.warning("could not check for pg_trgm; search runs without it", extra={"error": repr(exc)})
         return False
+    log.warning("pg_trgm is not installed: search runs without fuzzy matches (the status page says so too)")
+    return False
 
 
 def create_app(
@@ -118,7 +122,7 @@ def create_app(
             )
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             metrics_endpoint,
             health,
@@ -140,13 +144,16 @@ def create_app(
         logging_config=None,
         # Reads are public data: any web origin may call them. Proxied writes carry the caller's own credentials
         # in headers (no cookies), so any origin may send them too; OAuth clients must read the PDS's DPoP nonce
-        # and auth challenge.
+        # and auth challenge. Allowed request headers are the ones ATProto clients send (content-type is litestar's
+        # default), in lower case: litestar compares them as browsers send them.
         cors_config=CORSConfig(
             allow_origins=["*"],
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "DPoP", "Content-Type", "atproto-accept-labelers"],
+            allow_headers=["authorization", "dpop", "atproto-proxy", "atproto-accept-labelers"],
             expose_headers=["DPoP-Nonce", "WWW-Authenticate"],
             max_age=86400,
         ),
-        openapi_config=OpenAPIConfig(title="plyr AppView", version="0.1.0", path="/schema"),
+        openapi_config=openapi_config(title="plyr AppView", version="0.1.0"),
     )
+    # HEAD is answered wherever GET is, in front of litestar's routing.
+    return answer_head(app)

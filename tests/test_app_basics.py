@@ -43,6 +43,9 @@ async def test_metrics_are_prometheus_text(db_url: str, validator: Validator) ->
 
 async def test_unknown_route_is_xrpc_error(db_url: str) -> None:
     async with AsyncTestClient(app=create_app(db_url)) as client:
-        resp = await client.get("/xrpc/fm.plyr.noSuchMethod")
-    assert resp.status_code == 404
-    assert resp.json()["error"] == "NotFound"
+        method = await client.get("/xrpc/fm.plyr.noSuchMethod")
+        page = await client.get("/no/such/page")
+    assert method.status_code == 501
+    assert method.json()["error"] == "MethodNotImplemented"
+    assert page.status_code == 404
+    assert page.json()["error"] == "NotFound"
