@@ -1,4 +1,7 @@
-"""`plyr-appview index`: follow Jetstream, or a raw firehose (`firehose:` URLs), into the batch writer."""
+"""`plyr-appview index`: follow Jetstream, or a raw firehose (`firehose:` URLs), into the batch writer.
+
+Each follower records the live connection state of its hosts in `source_status` (indexer/source_status.py)
+through a `SourceStatusRecorder` of its own, which writes on its own connection and never holds up the stream."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from indexer.fold.writer import BatchWriter
 from indexer.jetstream.source import JetstreamSource, parse_endpoint
 from indexer.metrics import Metrics
 from indexer.settings import Settings
+from indexer.source_status import SourceStatusRecorder
 from indexer.sync.marks import RepoMarker
 
 log = logging.getLogger(__name__)
@@ -54,14 +58,17 @@ async def follow_jetstream(
 ) -> None:
     start_cursor, start_time_us = await start_position(conninfo, urls)
     log.info("following jetstream", extra={"urls": urls, "start_cursor": start_cursor})
-    source = JetstreamSource(
-        urls,
-        start_cursor=start_cursor,
-        start_time_us=start_time_us,
-        metrics=metrics,
-        rewind_on_switch_us=int(settings.failover_rewind_seconds * 1_000_000),
-    )
-    await writer.run(source.events())
+    async with SourceStatusRecorder(conninfo) as recorder:
+        source = JetstreamSource(
+            urls,
+            start_cursor=start_cursor,
+            start_time_us=start_time_us,
+            metrics=metrics,
+            rewind_on_switch_us=int(settings.failover_rewind_seconds * 1_000_000),
+            status=recorder,
+        )
+        recorder.track(source.states)
+        await writer.run(source.events())
 
 
 async def follow_firehose(
@@ -79,7 +86,9 @@ async def follow_firehose(
     log.info("following firehose", extra={"url": url, "start_cursor": start, "verify": docs is not None})
     marker = RepoMarker(conninfo)
     try:
-        source = FirehoseSource(url, start_cursor=start, docs=docs, marker=marker, metrics=metrics)
-        await writer.run(source.events())
+        async with SourceStatusRecorder(conninfo) as recorder:
+            source = FirehoseSource(url, start_cursor=start, docs=docs, marker=marker, metrics=metrics, status=recorder)
+            recorder.track(source.connection_states.states)
+            await writer.run(source.events())
     finally:
         await marker.aclose()

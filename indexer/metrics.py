@@ -43,6 +43,19 @@ class Metrics:
             registry=r,
         )
         self.reconnects = Counter("plyr_source_reconnects", "Source reconnections", ["source"], registry=r)
+        # Per host: a v1 source (`jetstream`) fails over between several hosts under one source name.
+        self.source_connected = Gauge(
+            "plyr_source_connected",
+            "1 while the source's connection to this host is open, else 0",
+            ["source", "host"],
+            registry=r,
+        )
+        self.connect_attempts = Counter(
+            "plyr_source_connect_attempts",
+            "Connection attempts per source and host, by outcome (connected, failed)",
+            ["source", "host", "outcome"],
+            registry=r,
+        )
         self.proxy_writes = Counter(
             "plyr_proxy_writes",
             "Writes proxied to users' PDSes, by XRPC method and outcome (ok, invalid, refused, pds_error, timeout,"

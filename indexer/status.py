@@ -1,16 +1,24 @@
-"""`plyr-appview status`: counts, cursors, rejections and a state hash.
+"""`plyr-appview status`: counts, cursors, rejections, live sources, replays and a state hash; and
+`status --check`, the ingest health verdict.
 
 The state hash is a digest over the logical content of the projections (which records are indexed, at which
 CID, with which counts, whose handle and status), leaving out what legitimately differs between two indexes
 of the same data: event ids, revs (backfill sees one commit rev for a whole repo) and indexing times.
+
+`sources` are the live sources with the connection state the indexer reports for each host
+(indexer/source_status.py); `replays` the capture replays, apart. `check()` reads only those (never the
+counts or the hash, which take minutes on a big index) and says why ingest is not healthy, or None.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Any
 
 import psycopg
+
+from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, HostState, IngestState, read_ingest
 
 # One query per projection, each yielding one text line per row.
 _HASHED: dict[str, str] = {
@@ -49,6 +57,62 @@ async def state_hash(conn: psycopg.AsyncConnection[Any]) -> str:
     return digest.hexdigest()
 
 
+def _time(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _host(h: HostState) -> dict[str, Any]:
+    return {
+        "host": h.host,
+        "kind": h.kind,
+        "url": h.url,
+        "active": h.active,
+        "connected": h.up,
+        "stale": h.stale,
+        "since": _time(h.since),
+        "last_connected_at": _time(h.last_connected_at),
+        "last_error": h.last_error,
+        "attempts": h.attempts,
+        "reported_at": _time(h.updated_at),
+    }
+
+
+def ingest_json(state: IngestState) -> dict[str, Any]:
+    """`sources` (live) and `replays` of `status --json`."""
+    return {
+        "sources": {
+            s.source: {
+                "cursor": s.cursor,
+                "event_time": _time(s.event_time),
+                "committed_at": _time(s.committed_at),
+                "lag_seconds": None if s.lag_seconds is None else round(s.lag_seconds, 3),
+                "connected": s.connected,
+                "hosts": [_host(h) for h in s.hosts],
+            }
+            for s in state.sources
+        },
+        "replays": {
+            r.source: {"cursor": r.cursor, "event_time": _time(r.event_time), "committed_at": _time(r.committed_at)}
+            for r in state.replays
+        },
+        "ingest_problem": state.problem(),
+    }
+
+
+async def read_ingest_state(conninfo: str) -> IngestState:
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        state = await read_ingest(conn)
+        await conn.execute("COMMIT")
+    return state
+
+
+async def check(conninfo: str, max_lag: float = DEFAULT_MAX_LAG_SECONDS) -> tuple[IngestState, str | None]:
+    """The ingest state and why it is not healthy (None: healthy), for `status --check`."""
+    state = await read_ingest_state(conninfo)
+    return state, state.problem(max_lag)
+
+
 async def status(conninfo: str) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         # One snapshot for every number, so counts and hash describe the same state.
@@ -68,6 +132,7 @@ async def status(conninfo: str) -> dict[str, Any]:
             }
             for source, cursor, event_time, updated_at in await cur.fetchall()
         }
+        ingest = await read_ingest(conn)
         digest = await state_hash(conn)
         await conn.execute("COMMIT")
     return {
@@ -82,5 +147,6 @@ async def status(conninfo: str) -> dict[str, Any]:
         "log": {"events": events},
         "rejections": {"total": rejections, "by_reason": by_reason},
         "cursors": cursors,
+        **ingest_json(ingest),
         "state_hash": digest,
     }

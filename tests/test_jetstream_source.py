@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import cache
@@ -31,6 +32,7 @@ from indexer.jetstream.source import (
     parse_endpoint,
 )
 from indexer.metrics import Metrics
+from indexer.source_status import SourceState
 
 REFERENCE = Path(os.environ.get("PLYR_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 V2_TYPE = "network.bsky.jetstream.subscribeEvents#"
@@ -658,3 +660,83 @@ async def test_a_bug_in_frame_handling_costs_one_frame_not_the_stream(
     assert [type(g).__name__ for g in got] == ["Event", "Malformed", "Event"]
     assert got[1].reason == "internal_error" and "boom" in got[1].detail
     assert len(server.requests) == 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# connection state
+
+
+class StateSink:
+    def __init__(self) -> None:
+        self.seen: list[SourceState] = []
+
+    def update(self, state: SourceState) -> None:
+        self.seen.append(state)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_host_that_refuses_connections_is_recorded_as_never_connected() -> None:
+    port = closed_port()
+    sink, metrics = StateSink(), Metrics()
+    src = JetstreamSource([f"ws://127.0.0.1:{port}/subscribe"], start_cursor=None, status=sink, metrics=metrics, **FAST)
+    with pytest.raises(TimeoutError):
+        await take(src.events(), 1, within=0.5)
+    (state,) = src.states
+    assert state.host == f"127.0.0.1:{port}" and state.kind == "jetstream" and state.source == "jetstream"
+    assert not state.connected and not src.ever_connected and state.active
+    assert state.last_error == "connection refused"
+    assert state.attempts >= 3
+    assert [s.attempts for s in sink.seen if not s.active] == []
+    assert [s.attempts for s in sink.seen][-3:] == [state.attempts - 2, state.attempts - 1, state.attempts]
+    assert (
+        metrics.registry.get_sample_value(
+            "plyr_source_connect_attempts_total", {"source": "jetstream", "host": state.host, "outcome": "failed"}
+        )
+        == state.attempts
+    )
+    assert metrics.registry.get_sample_value("plyr_source_connected", {"source": "jetstream", "host": state.host}) == 0
+
+
+async def test_failover_records_each_hosts_state() -> None:
+    async def never(n: int, ws: ServerConnection) -> None:
+        raise AssertionError("rejected before upgrade")
+
+    async def serve_one(n: int, ws: ServerConnection) -> None:
+        await ws.send(ours(plyr_lines())[0])
+        await hold(ws)
+
+    sink = StateSink()
+    async with (
+        FakeJetstream(never, reject=lambda n, r: http_error(503, "<b>down</b>")) as a,
+        FakeJetstream(serve_one) as b,
+    ):
+        src = JetstreamSource([a.url, b.url], start_cursor=None, failures_before_switch=2, status=sink, **FAST)
+        agen = src.events()
+        await anext(agen)
+        first, second = src.states
+        # The first host refused twice and was left; the second is the one in use, connected.
+        assert (first.active, first.connected, first.attempts, first.last_error) == (
+            False,
+            False,
+            2,
+            "HTTP 503: <b>down</b>",
+        )
+        assert (second.active, second.connected, second.attempts) == (True, True, 0)
+        assert src.ever_connected and not first.ever_connected and second.ever_connected
+        await agen.aclose()  # type: ignore[attr-defined]
+    # Reading stopped: the open connection is recorded as closed, with why.
+    assert (second.connected, second.last_error) == (False, "stopped")
+    assert [(s.host, s.active, s.connected) for s in sink.seen] == [
+        (first.host, True, False),
+        (first.host, True, False),
+        (first.host, True, False),
+        (first.host, False, False),
+        (second.host, True, False),
+        (second.host, True, True),
+        (second.host, True, False),
+    ]

@@ -3,6 +3,7 @@ progress; table counts; and its cost does not depend on the size of the log."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -85,6 +86,71 @@ async def test_status_page_shows_ingest_rejections_and_sync(db_url: str, validat
     assert re.search(r"rev_gap 1", text) and "did:plc:pending2" in text
     assert "did:plc:pending1" not in text, "a pending repo that never failed is not listed as failing"
     assert re.search(r"tracks 5 ", text) and re.search(r"rejections 3 ", text)
+
+
+async def test_status_page_shows_each_sources_connection_and_replays_apart(db_url: str, validator: Validator) -> None:
+    """What the indexer (another process) records in source_status is on the page: a host that never connected
+    with its (hostile, escaped) last error and attempts, a standby failover host, a connected one; replays in a
+    table of their own, without a lag; fuzzy search said to be unavailable without pg_trgm."""
+    await ingest(
+        db_url,
+        validator,
+        [
+            msgspec.structs.replace(
+                commit(ALICE, TRACK, make_tid(BASE_US), make_tid(BASE_US), track_record("old")),
+                source="replay:cap.jsonl:0123456789abcdef",
+                cursor=41,
+                time_us=BASE_US,
+            )
+        ],
+    )
+    await rows_exec(
+        db_url,
+        "INSERT INTO source_status (source, host, kind, url, active, connected, since, last_error, attempts) VALUES"
+        " ('jetstream', 'js1.example', 'jetstream', 'wss://js1.example/subscribe', true, false,"
+        f"  now() - interval '5 minutes', '{HOSTILE.replace(chr(39), chr(39) * 2)}', 12),"
+        " ('jetstream', 'js2.example', 'jetstream', 'wss://js2.example/subscribe', false, false, now(), NULL, 0)",
+    )
+    async with AsyncTestClient(app=app(db_url)) as client:
+        body = (await client.get("/status")).text
+    assert "<script>alert" not in body and "<img src=x" not in body
+    text = _text(body)
+    assert "No ingest source" not in text
+    escaped = html.escape(HOSTILE, quote=True)
+    assert f"<code>js1.example</code>: not connected — last error: <code>{escaped}</code> (12 attempts)" in body, body
+    assert "never connected; trying since" in text
+    assert "js2.example : standby" in text
+    assert f"Ingest is not healthy: no live source connected (js1.example: {escaped} since " in body
+    # The replay is listed apart, not as a live source with a lag of a year.
+    replays = body.split('id="replays"', 1)
+    assert len(replays) == 2 and "replay:cap.jsonl:0123456789abcdef" in replays[1]
+    assert "replay:cap.jsonl" not in replays[0]
+    assert re.search(r"replay:cap\.jsonl:0123456789abcdef 41 [\d.]+ s ago", text), text
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        cur = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+        trigram = await cur.fetchone() is not None
+    assert ('id="no-fuzzy"' in body) == (not trigram)
+
+    # Connected: the page says since when, and ingest is healthy once an event is committed.
+    now_us = int(time.time() * 1_000_000)
+    await ingest(
+        db_url,
+        validator,
+        [
+            msgspec.structs.replace(
+                commit(ALICE, TRACK, make_tid(BASE_US + 1), make_tid(BASE_US + 1), track_record("new")),
+                source="jetstream",
+                cursor=now_us,
+                time_us=now_us,
+            )
+        ],
+    )
+    await rows_exec(db_url, "UPDATE source_status SET connected = true, since = now() WHERE host = 'js1.example'")
+    async with AsyncTestClient(app=app(db_url)) as client:
+        body = (await client.get("/status")).text
+    text = _text(body)
+    assert re.search(r"js1\.example : connected since \d\d:\d\d:\d\d UTC", text), text
+    assert 'id="ingest-problem"' not in body
 
 
 async def test_status_page_uses_estimates_on_big_tables(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

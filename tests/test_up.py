@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,157 @@ async def test_capture_then_replay_equals_live(tmp_path: Path, db_factory: Any) 
     await asyncio.to_thread(replay)
     replayed = await asyncio.to_thread(status, db)
     assert replayed["counts"]["tracks"] > 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# the live state of ingest, where operators look
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appview.cli", *args],
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def wait_for_health(port: int, ready: Any, within: float) -> dict[str, Any]:
+    """Polls /xrpc/_health until `ready(body)`; `within` seconds counted from the API's first answer (the
+    process needs a moment to start, migrate and bind first)."""
+    loop = asyncio.get_running_loop()
+    start_deadline = loop.time() + 90
+    deadline: float | None = None
+    body: dict[str, Any] = {}
+    async with httpx.AsyncClient() as client:
+        while loop.time() < (deadline if deadline is not None else start_deadline):
+            try:
+                resp = await client.get(f"http://127.0.0.1:{port}/xrpc/_health")
+            except httpx.HTTPError:
+                await asyncio.sleep(0.2)
+                continue
+            assert resp.status_code == 200, resp.text
+            if deadline is None:
+                deadline = loop.time() + within
+            body = resp.json()
+            if ready(body):
+                return body
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"not ready within {within} s; last health: {body}")
+
+
+async def test_a_source_that_never_connects_is_shown_and_fails_the_check(tmp_path: Path, db_factory: Any) -> None:
+    db = db_factory()
+    # A finished replay first: it is listed apart from the live sources.
+    capture = tmp_path / "old.jsonl"
+    capture.write_bytes(b"".join(msgspec.json.encode(ev) + b"\n" for ev in workload(60, seed=4)))
+    done = await asyncio.to_thread(cli, "--database-url", db, "replay", str(capture), "--no-progress")
+    assert done.returncode == 0, done.stderr
+
+    closed, port = free_port(), free_port()
+    host = f"127.0.0.1:{closed}"
+    cmd = ["--database-url", db, "up", "--source", f"ws://{host}/subscribe", "--port", str(port)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appview.cli", *cmd, env=ENV, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        health = await wait_for_health(
+            port, lambda b: b["ingest"].get("jetstream", {}).get("lastError") == "connection refused", within=15
+        )
+        live = health["ingest"]["jetstream"]
+        assert live["connected"] is False and live["host"] == host and live["attempts"] >= 1
+        assert live["since"] is not None and live["cursor"] is None
+        assert [h["host"] for h in live["hosts"]] == [host]
+        assert health["ingestOk"] is False and health["ingestProblem"].startswith("no live source connected")
+        (replay,) = health["replays"]
+        assert replay.startswith("replay:old.jsonl:") and health["replays"][replay]["cursor"] == 59
+        assert not any(name.startswith("replay:") for name in health["ingest"])
+
+        async with httpx.AsyncClient() as client:
+            page = (await client.get(f"http://127.0.0.1:{port}/status")).text
+        assert f"<code>{host}</code>: not connected — last error: <code>connection refused</code> (" in page
+        assert "No ingest source" not in page
+        assert page.index('id="replays"') < page.index(replay)
+
+        result = await asyncio.to_thread(cli, "--database-url", db, "status", "--json")
+        assert result.returncode == 0, result.stderr
+        st = json.loads(result.stdout)
+        assert st["sources"]["jetstream"]["connected"] is False
+        (h,) = st["sources"]["jetstream"]["hosts"]
+        assert (h["host"], h["last_error"], h["last_connected_at"]) == (host, "connection refused", None)
+        assert list(st["replays"]) == [replay] and replay not in st["sources"]
+
+        checked = await asyncio.to_thread(cli, "--database-url", db, "status", "--check")
+        assert checked.returncode == 1
+        assert checked.stdout == ""
+        (line,) = checked.stderr.splitlines()
+        assert line.startswith(f"error: no live source connected ({host}: connection refused since "), line
+    finally:
+        assert await stop(proc) == 0
+
+
+async def test_a_connected_source_passes_the_check_until_the_indexer_stops(db_factory: Any) -> None:
+    events = list(workload(300, seed=11))
+    # Live-stream times: the newest event is from now.
+    shift = int(time.time() * 1_000_000) - events[-1]["time_us"]
+    for ev in events:
+        ev["time_us"] += shift
+    db = db_factory()
+    async with JetstreamServer(events).running() as js:
+        port = free_port()
+        cmd = ["--database-url", db, "up", "--source", js.url, "--port", str(port)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "appview.cli", *cmd, env=ENV, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            last = events[-1]["time_us"]
+            health = await wait_for_health(
+                port,
+                lambda b: (
+                    b["ingest"].get("jetstream", {}).get("cursor") == last and b["ingest"]["jetstream"]["connected"]
+                ),
+                within=60,
+            )
+            live = health["ingest"]["jetstream"]
+            assert live["host"] == f"127.0.0.1:{js.port}" and live["attempts"] == 0 and live["lastError"] is None
+            assert health["ingestOk"] is True and health["ingestProblem"] is None
+            async with httpx.AsyncClient() as client:
+                page = (await client.get(f"http://127.0.0.1:{port}/status")).text
+            assert re.search(rf"<code>127\.0\.0\.1:{js.port}</code>: connected</span>", page), page
+
+            checked = await asyncio.to_thread(cli, "--database-url", db, "status", "--check")
+            assert checked.returncode == 0, checked.stderr
+            assert checked.stdout.startswith(f"ok: connected to 127.0.0.1:{js.port}; lag ")
+            # The same state with a threshold the newest event is older than.
+            strict = await asyncio.to_thread(cli, "--database-url", db, "status", "--check", "--max-lag", "0.001")
+            assert strict.returncode == 1
+            (line,) = strict.stderr.splitlines()
+            assert line.startswith("error: newest committed event is "), line
+        finally:
+            assert await stop(proc) == 0
+    # A clean stop leaves no "connected" behind.
+    result = await asyncio.to_thread(cli, "--database-url", db, "status", "--json")
+    (h,) = json.loads(result.stdout)["sources"]["jetstream"]["hosts"]
+    assert (h["connected"], h["last_error"], h["active"]) == (False, "stopped", False)
+    assert h["last_connected_at"] is not None
+    checked = await asyncio.to_thread(cli, "--database-url", db, "status", "--check")
+    assert checked.returncode == 1 and "no live source connected" in checked.stderr
+
+
+async def test_capture_from_a_source_that_never_connects_fails_and_leaves_no_file(tmp_path: Path) -> None:
+    closed = free_port()
+    out = tmp_path / "never.jsonl.zst"
+    args = ["capture", "--source", f"ws://127.0.0.1:{closed}/subscribe", "--out", str(out), "--duration", "2"]
+    quiet = await asyncio.to_thread(cli, *args, env={**ENV, "PLYR_APPVIEW_LOG_LEVEL": "ERROR"})
+    assert quiet.returncode == 1
+    (line,) = quiet.stderr.splitlines()
+    assert line.startswith(
+        f"error: 127.0.0.1:{closed}: never connected, nothing captured — last error: connection refused ("
+    ), line
+    assert not out.exists()
+    # With the usual logs, the error is still the last line, and the only one of its kind.
+    loud = await asyncio.to_thread(cli, *args)
+    assert loud.returncode == 1
+    assert [x for x in loud.stderr.splitlines() if x.startswith("error:")] == [loud.stderr.splitlines()[-1]]
+    assert not out.exists()

@@ -1,11 +1,16 @@
 """`GET /status` (and `/`): the operator's page. Plain server-rendered HTML that reloads itself; every value is
-escaped, since rejection examples are whatever hostile input the network sent."""
+escaped, since rejection examples and a source's last error are whatever hostile input the network sent.
+
+Ingest: each live source with its committed cursor, lag, last commit and rate, and the connection state of each
+of its hosts as the indexer reports it (connected since, or not connected with the last error and the number of
+failed attempts, or never connected); a line saying why ingest is not healthy when it is not; replays apart.
+The page also says when fuzzy search is unavailable (no pg_trgm in the database)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
-import time
 from collections.abc import Iterable
 
 from litestar import MediaType, Response, get
@@ -13,15 +18,17 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect
 
 from appview.context import AppContext
-from appview.pages.status_data import Count, StatusSnapshot, snapshot
+from appview.memo import Slot
+from appview.pages.status_data import Count, SourceStatus, StatusSnapshot, snapshot
+from indexer.source_status import HostState
 
 log = logging.getLogger(__name__)
 
-MEMO_KEY = "status-page"
 # The page has no script at all; should an escaping mistake ever let markup through, the browser runs nothing.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 # However many operators keep the page open, each replica reads the database at most this often for it.
 CACHE_SECONDS = 5.0
+SNAPSHOT = Slot[None, StatusSnapshot]("status-page", ttl=CACHE_SECONDS)
 REFRESH_SECONDS = 10
 
 _STYLE = """
@@ -78,23 +85,100 @@ def _td(value: str, numeric: bool = False, cls: str = "") -> str:
     return f'<td class="{classes}">{value}</td>' if classes else f"<td>{value}</td>"
 
 
-def _sources(s: StatusSnapshot) -> str:
-    if not s.sources:
-        return '<p class="muted" id="no-sources">No ingest source has committed anything yet.</p>'
-    rows = []
-    for src in s.sources:
-        stale = src.last_commit_ago_seconds is not None and src.last_commit_ago_seconds > 300
-        rows.append(
-            [
-                _td(f"<code>{_e(src.source)}</code>"),
-                _td(_e("—" if src.cursor is None else src.cursor), numeric=True),
-                _td(_e(_seconds(src.lag_seconds)), numeric=True),
-                _td(_e(_seconds(src.last_commit_ago_seconds)), numeric=True, cls="bad" if stale else ""),
-                _td(_e(f"{src.events_per_second:.1f}"), numeric=True),
-            ]
+def _clock(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%H:%M:%S UTC")
+
+
+def _ago(now: dt.datetime, t: dt.datetime) -> str:
+    return _seconds(max(0.0, (now - t).total_seconds()))
+
+
+def _host(h: HostState, now: dt.datetime) -> str:
+    """One host's connection state, escaped."""
+    host = f"<code>{_e(h.host)}</code>"
+    if h.stale:
+        return (
+            f'<span class="bad">{host}: state unknown</span> <span class="muted">the indexer has not reported since'
+            f" {_e(_clock(h.updated_at))} ({_e(_ago(now, h.updated_at))} ago)</span>"
         )
-    return _table(
-        ["source", "cursor", "lag", "last commit", f"events/s ({s.rate_window_seconds:.0f} s)"], rows, cls="sources"
+    if h.connected:
+        return f'<span class="ok">{host}: connected</span> <span class="muted">since {_e(_clock(h.since))}' \
+            f" ({_e(_ago(now, h.since))})</span>"
+    if not h.active and not h.attempts and h.last_error is None:
+        return f'<span class="muted">{host}: standby (failover)</span>'
+    attempts = "1 attempt" if h.attempts == 1 else f"{h.attempts} attempts"
+    error = f" — last error: <code>{_e(h.last_error)}</code>" if h.last_error else ""
+    when = (
+        f"never connected; trying since {_e(_clock(h.since))}"
+        if h.last_connected_at is None
+        else f"disconnected since {_e(_clock(h.since))} ({_e(_ago(now, h.since))} ago)"
+    )
+    return f'<span class="bad">{host}: not connected{error} ({_e(attempts)})</span> <span class="muted">{when}</span>'
+
+
+def _connection(src: SourceStatus, now: dt.datetime) -> str:
+    if not src.hosts:
+        return '<span class="muted">no connection state reported</span>'
+    return "<br>".join(_host(h, now) for h in src.hosts)
+
+
+def _sources(s: StatusSnapshot) -> str:
+    parts = []
+    if s.ingest_problem is not None and (s.sources or s.replays):
+        parts.append(f'<p class="bad" id="ingest-problem">Ingest is not healthy: {_e(s.ingest_problem)}</p>')
+    if not s.sources and not s.replays:
+        parts.append(
+            '<p class="muted" id="no-sources">No ingest source has reported a connection or committed anything yet'
+            " (is the indexer running?).</p>"
+        )
+    elif s.sources:
+        rows = []
+        for src in s.sources:
+            stale = src.last_commit_ago_seconds is not None and src.last_commit_ago_seconds > 300
+            rows.append(
+                [
+                    _td(f"<code>{_e(src.source)}</code>"),
+                    _td(_e("—" if src.cursor is None else src.cursor), numeric=True),
+                    _td(_e(_seconds(src.lag_seconds)), numeric=True),
+                    _td(_e(_seconds(src.last_commit_ago_seconds)), numeric=True, cls="bad" if stale else ""),
+                    _td(_e(f"{src.events_per_second:.1f}"), numeric=True),
+                    _td(_connection(src, s.taken_at)),
+                ]
+            )
+        parts.append(
+            _table(
+                ["source", "cursor", "lag", "last commit", f"events/s ({s.rate_window_seconds:.0f} s)", "connection"],
+                rows,
+                cls="sources",
+            )
+        )
+    if s.replays:
+        parts.append('<h3 id="replays">Replays</h3>')
+        parts.append(
+            _table(
+                ["replay", "cursor", "last commit", f"events/s ({s.rate_window_seconds:.0f} s)"],
+                (
+                    [
+                        _td(f"<code>{_e(r.source)}</code>"),
+                        _td(_e("—" if r.cursor is None else r.cursor), numeric=True),
+                        _td(_e(_seconds(r.last_commit_ago_seconds)) + " ago", numeric=True),
+                        _td(_e(f"{r.events_per_second:.1f}"), numeric=True),
+                    ]
+                    for r in s.replays
+                ),
+                cls="replays",
+            )
+        )
+    return "".join(parts)
+
+
+def _search(trigram: bool) -> str:
+    if trigram:
+        return ""
+    return (
+        '<p class="bad" id="no-fuzzy">Fuzzy search is unavailable: the database has no <code>pg_trgm</code>'
+        " extension (the embedded server ships none), so searchTracks finds exact, prefix, word-prefix and"
+        " substring matches only. A Postgres with pg_trgm (<code>DATABASE_URL</code>) adds fuzzy matches.</p>"
     )
 
 
@@ -179,12 +263,13 @@ def _page(body: str) -> str:
     )
 
 
-def render(s: StatusSnapshot) -> str:
+def render(s: StatusSnapshot, *, trigram: bool = True) -> str:
     return _page(
         "<h1>plyr-appview status</h1>"
         f'<p class="muted">Database {_e(_bytes(s.database_bytes))} · read at '
         f"{_e(s.taken_at.isoformat(timespec='seconds'))} · reloads every {REFRESH_SECONDS} s"
         " · ≈ marks planner estimates</p>"
+        f"{_search(trigram)}"
         f'<h2 id="ingest">Ingest sources</h2>{_sources(s)}'
         f'<h2 id="rejections">Rejections by reason</h2>{_rejections(s)}'
         f'<h2 id="sync">Backfill and reconciliation</h2>{_sync(s)}'
@@ -193,20 +278,14 @@ def render(s: StatusSnapshot) -> str:
 
 
 async def cached_snapshot(ctx: AppContext) -> StatusSnapshot:
-    hit = ctx.memo.get(MEMO_KEY)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]  # type: ignore[no-any-return]
-    async with ctx.memo_lock:
-        hit = ctx.memo.get(MEMO_KEY)
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-            return hit[1]  # type: ignore[no-any-return]
+    async def read() -> StatusSnapshot:
         async with ctx.pool.connection(timeout=5.0) as conn:
             # One snapshot, so the numbers on the page describe the same moment.
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                result = await snapshot(conn)
-        ctx.memo[MEMO_KEY] = (time.monotonic(), result)
-        return result
+                return await snapshot(conn)
+
+    return await ctx.memo.get(SNAPSHOT, None, read)
 
 
 @get("/status", media_type=MediaType.HTML, include_in_schema=False, cache=False)
@@ -222,7 +301,7 @@ async def status_page(ctx: NamedDependency[AppContext]) -> Response[str]:
             f"Database unavailable ({_e(type(exc).__name__)}); see the logs.</p>"
         )
         return Response(_page(body), media_type=MediaType.HTML, status_code=503, headers=headers)
-    return Response(render(found), media_type=MediaType.HTML, headers=headers)
+    return Response(render(found, trigram=ctx.trigram), media_type=MediaType.HTML, headers=headers)
 
 
 @get("/", include_in_schema=False)

@@ -5,7 +5,9 @@ A refresh must stay cheap on a database of tens of millions of events, so nothin
 - events/s counts the newest events by walking the primary key backwards, at most `RATE_SAMPLE` of them;
 - rejection reasons are found by skipping through `rejections_reason_idx`; each reason is counted up to
   REASON_COUNT_LIMIT, and beyond that estimated from the planner's most-common-value statistics;
-- pending repos come from the partial index on pending `repo_sync` rows.
+- pending repos come from the partial index on pending `repo_sync` rows;
+- the connection state of each live source is the handful of `source_status` rows the indexer keeps
+  (indexer/source_status.py); replays (`replay:` cursors) are listed apart from live sources.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import msgspec
 from psycopg import AsyncConnection
+
+from indexer.source_status import REPLAY_PREFIX, HostState, read_ingest
 
 # Counts above this are shown as estimates (or as "more than") instead of being counted.
 EXACT_LIMIT = 100_000
@@ -62,6 +66,12 @@ class SourceStatus(msgspec.Struct, frozen=True):
     lag_seconds: float | None
     last_commit_ago_seconds: float | None
     events_per_second: float
+    # The connection state of each of its hosts, as the indexer reports it (empty: nothing reported).
+    hosts: list[HostState] = msgspec.field(default_factory=list)
+
+    @property
+    def connected(self) -> bool | None:
+        return any(h.up for h in self.hosts) if self.hosts else None
 
 
 class RejectionExample(msgspec.Struct, frozen=True):
@@ -100,7 +110,12 @@ class StatusSnapshot(msgspec.Struct, frozen=True):
     taken_at: dt.datetime
     database_bytes: int
     tables: list[TableSize]
+    # Live sources (Jetstream, firehose) and sources without a cursor that wrote events lately.
     sources: list[SourceStatus]
+    # Capture replays: no connection, and a "lag" that is only the age of the file.
+    replays: list[SourceStatus]
+    # Why ingest is not healthy (`plyr-appview status --check` with its default threshold), or None.
+    ingest_problem: str | None
     rate_window_seconds: float
     rejections: list[ReasonStatus]
     sync: SyncStatus
@@ -159,10 +174,7 @@ SELECT source, count(*), (SELECT count(*) FROM window_), (SELECT min(received_at
 FROM window_ GROUP BY source
 """
 
-_CURSORS = "SELECT source, cursor, event_time, updated_at, now() FROM cursors ORDER BY source"
-
-
-async def _sources(conn: Conn) -> tuple[list[SourceStatus], float]:
+async def _sources(conn: Conn) -> tuple[list[SourceStatus], list[SourceStatus], str | None, float]:
     rates = await _rows(conn, _RATES, {"sample": RATE_SAMPLE, "window": RATE_WINDOW})
     window = RATE_WINDOW
     per_source: dict[str, int] = {}
@@ -171,26 +183,39 @@ async def _sources(conn: Conn) -> tuple[list[SourceStatus], float]:
         if int(total) >= RATE_SAMPLE:
             # The sample filled before the window did: the rate is over the span the sample covers.
             window = max(1.0, (now - oldest).total_seconds())
-    cursors = await _rows(conn, _CURSORS)
+    ingest = await read_ingest(conn)
     result: list[SourceStatus] = []
     seen: set[str] = set()
-    for source, cursor, event_time, updated_at, now in cursors:
-        name = str(source)
-        seen.add(name)
+    for src in ingest.sources:
+        seen.add(src.source)
         result.append(
             SourceStatus(
-                source=name,
-                cursor=int(cursor),
-                lag_seconds=None if event_time is None else max(0.0, (now - event_time).total_seconds()),
-                last_commit_ago_seconds=max(0.0, (now - updated_at).total_seconds()),
-                events_per_second=per_source.get(name, 0) / window,
+                source=src.source,
+                cursor=src.cursor,
+                lag_seconds=src.lag_seconds,
+                last_commit_ago_seconds=src.last_commit_ago_seconds,
+                events_per_second=per_source.get(src.source, 0) / window,
+                hosts=src.hosts,
+            )
+        )
+    replays: list[SourceStatus] = []
+    for rep in ingest.replays:
+        seen.add(rep.source)
+        replays.append(
+            SourceStatus(
+                source=rep.source,
+                cursor=rep.cursor,
+                lag_seconds=None,
+                last_commit_ago_seconds=max(0.0, (ingest.now - rep.committed_at).total_seconds()),
+                events_per_second=per_source.get(rep.source, 0) / window,
             )
         )
     # Sources that write events without keeping a cursor (e.g. backfill) still show their rate.
     for name, n in sorted(per_source.items()):
         if name not in seen:
-            result.append(SourceStatus(name, None, None, None, n / window))
-    return result, window
+            found = SourceStatus(name, None, None, None, n / window)
+            (replays if name.startswith(REPLAY_PREFIX) else result).append(found)
+    return result, replays, ingest.problem(), window
 
 
 # Distinct reasons by skipping through (reason, id): one index probe per reason, however many rejections.
@@ -282,12 +307,14 @@ async def snapshot(conn: Conn) -> StatusSnapshot:
     rows = await _rows(conn, "SELECT pg_database_size(current_database()), now()")
     size, now = rows[0]
     tables = await _tables(conn)
-    sources, window = await _sources(conn)
+    sources, replays, problem, window = await _sources(conn)
     return StatusSnapshot(
         taken_at=now,
         database_bytes=int(size),
         tables=tables,
         sources=sources,
+        replays=replays,
+        ingest_problem=problem,
         rate_window_seconds=window,
         rejections=await _rejections(conn),
         sync=await _sync(conn, tables),

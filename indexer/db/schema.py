@@ -95,6 +95,29 @@ cursors = Table(
     _tstz("updated_at", nullable=False, server_default=text("now()")),
 )
 
+# Live connection state of each host the indexer follows (migration 0006): one row per (source, host), written by
+# the indexer on every connection transition and touched every few seconds (`updated_at`), read by
+# `/xrpc/_health`, `/status` and `plyr-appview status`. Not derived from the log; see indexer/source_status.py.
+source_status = Table(
+    "source_status",
+    metadata,
+    # The cursor's source name: `jetstream` (every v1 host), `jetstream-v2:<host>`, `firehose:<host>`.
+    Column("source", Text, primary_key=True),
+    Column("host", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # jetstream | jetstream-v2 | firehose
+    Column("url", Text, nullable=False),
+    # The host the source is using or trying now (the others of a failover list wait their turn).
+    Column("active", Boolean, nullable=False, server_default=text("false")),
+    Column("connected", Boolean, nullable=False, server_default=text("false")),
+    # When the current state (connected or not) began.
+    _tstz("since", nullable=False, server_default=text("now()")),
+    _tstz("last_connected_at"),
+    Column("last_error", Text),
+    # Consecutive failed connection attempts since the last successful one.
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    _tstz("updated_at", nullable=False, server_default=text("now()")),
+)
+
 records = Table(
     "records",
     metadata,

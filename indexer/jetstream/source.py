@@ -53,6 +53,7 @@ from indexer.jetstream.parse import (
 )
 from indexer.jetstream.zstd_dict import V1_DICT_ID, V2_DICT_ID
 from indexer.metrics import Metrics
+from indexer.source_status import ConnectionStates, SourceState, StatusSink, describe_connect_error
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,14 @@ class _SessionEnd(Exception):
         self.reason = reason
         self.detail = detail
 
+    def describe(self) -> str:
+        """For operators: "connection refused", "HTTP 503: down", "idle: no message for 60 s"."""
+        if self.reason == "connect_failed":
+            return self.detail or "connection failed"
+        if self.reason.startswith("http_"):
+            return f"HTTP {self.reason[5:]}" + (f": {self.detail}" if self.detail else "")
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
 
 class _XrpcError(msgspec.Struct):
     error: str = ""
@@ -183,6 +192,10 @@ class JetstreamSource:
     yielded so the committed cursor can move past long stretches of foreign traffic (a host that ignores the
     collection filter).
 
+    Connection state: `states` holds one `SourceState` per configured host (connected or not, since when, the
+    last error, consecutive failed attempts, whether it ever connected); every transition also goes to `status`
+    (the indexer's `SourceStatusRecorder`, which must not block) and to the metrics.
+
     Not reentrant: iterate one generator per instance at a time.
     """
 
@@ -210,6 +223,7 @@ class JetstreamSource:
         max_queue: int = 16,
         checkpoint_every: int = 1000,
         user_agent: str = "plyr-appview",
+        status: StatusSink | None = None,
     ) -> None:
         if not urls:
             raise ValueError("JetstreamSource needs at least one URL")
@@ -218,6 +232,14 @@ class JetstreamSource:
             # Cursors of the two protocols are not comparable, so failover between them cannot resume.
             raise ValueError("all Jetstream URLs must use the same protocol version (v1 or v2)")
         self.version: Literal[1, 2] = self.endpoints[0].version
+        self.connection_states = ConnectionStates(
+            [
+                SourceState(ep.source, ep.host, "jetstream" if ep.version == 1 else "jetstream-v2", ep.url)
+                for ep in self.endpoints
+            ],
+            sink=status,
+            metrics=metrics,
+        )
         self.start_cursor = start_cursor
         self.start_time_us = start_time_us
         self.compress = compress
@@ -268,6 +290,15 @@ class JetstreamSource:
     def source(self) -> str:
         """Source name of the current endpoint, as put in `Event.source`."""
         return self.endpoint.source
+
+    @property
+    def states(self) -> list[SourceState]:
+        """The connection state of each configured host."""
+        return self.connection_states.states
+
+    @property
+    def ever_connected(self) -> bool:
+        return self.connection_states.ever_connected
 
     def __aiter__(self) -> AsyncGenerator[Item, None]:
         return self.events()
@@ -359,6 +390,7 @@ class JetstreamSource:
             backoff = self.min_backoff
             while True:
                 ep = self.endpoint
+                self.connection_states.activate(ep.source, ep.host)
                 cursor = self._wire_cursor()
                 if self._started_at_us is None:
                     # Without a start cursor the first connection starts at the live tip; later ones that
@@ -372,6 +404,7 @@ class JetstreamSource:
                 try:
                     ws = await self._connect(ep, url)
                     session.opened_at = time.monotonic()
+                    self.connection_states.connected(ep.source, ep.host)
                     watchdog = asyncio.create_task(self._watch(ws, session))
                     logger.info(
                         "jetstream connected",
@@ -411,11 +444,18 @@ class JetstreamSource:
                             yield out
                 except _SessionEnd as e:
                     end = e
+                except JetstreamError as e:
+                    self.connection_states.failed(ep.source, ep.host, str(e))
+                    raise
                 finally:
                     if watchdog is not None:
                         watchdog.cancel()
                     if ws is not None:
                         await ws.close()
+                if session.opened_at is None:
+                    self.connection_states.failed(ep.source, ep.host, end.describe())
+                else:
+                    self.connection_states.disconnected(ep.source, ep.host, end.describe())
                 if end.reason == "oversize" and not raw:
                     yield Malformed(
                         reason="oversize",
@@ -452,6 +492,7 @@ class JetstreamSource:
                 backoff = min(backoff * 2, self.max_backoff)
         finally:
             self._running = False
+            self.connection_states.stopped()
 
     async def _watch(self, ws: ClientConnection, session: _Session) -> None:
         """Aborts the connection when a `recv` has waited `idle_timeout` seconds. Time the consumer spends
@@ -543,7 +584,7 @@ class JetstreamSource:
         except InvalidURI as e:
             raise JetstreamError(f"invalid Jetstream URL {url!r}: {e}") from e
         except (OSError, TimeoutError, InvalidHandshake) as e:
-            raise _SessionEnd("connect_failed", f"{type(e).__name__}: {e}") from None
+            raise _SessionEnd("connect_failed", describe_connect_error(e, self.open_timeout)) from None
 
     def _rejected(self, ep: Endpoint, e: InvalidStatus) -> Exception:
         status = e.response.status_code
