@@ -78,7 +78,6 @@ def serve(db: str, port: int, did_key: str) -> None:
 
     from appview.app import create_app
     from indexer.settings import Settings
-    from indexer.audio.store import StorageSettings
 
     class Resolver:
         async def signing_key(self, did: str, *, fresh: bool = False) -> str | None:

@@ -17,9 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote, urlsplit
 
 import msgspec
+
+from indexer.logs import LogFormat
 
 DEFAULT_JETSTREAM_URLS = (
     "wss://jetstream1.us-east.bsky.network/subscribe",
@@ -31,6 +34,7 @@ DEFAULT_AUDIO_MAX_BYTES = 100 * 1024 * 1024
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("AUTO", "JSON", "TEXT")
 
 
 class ConfigError(ValueError):
@@ -101,6 +105,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     # -- the process ---------------------------------------------------------------------------------------
     log_level: str = "INFO"
+    # json, text, or auto: text on a terminal, JSON otherwise (indexer/logs.py).
+    log_format: LogFormat = "auto"
 
     @property
     def did(self) -> str:
@@ -152,6 +158,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             host=e.get("PLYR_APPVIEW_HOST") or "127.0.0.1",
             port=e.integer("PLYR_APPVIEW_PORT", 8080, minimum=1, maximum=65535),
             log_level=e.choice("PLYR_APPVIEW_LOG_LEVEL", "INFO", _LOG_LEVELS),
+            log_format=cast(LogFormat, e.choice("PLYR_APPVIEW_LOG_FORMAT", "AUTO", _LOG_FORMATS).lower()),
         )
         if "database_url" in given:
             settings = msgspec.structs.replace(settings, database_url=given["database_url"])

@@ -9,8 +9,8 @@ import struct
 import wave
 from typing import Any
 
-from indexer.settings import Settings
 from bench.synth import make_did
+from indexer.settings import Settings
 from tests.api_support import Keypair, StubResolver, service_jwt
 
 UPLOAD = "fm.plyr.uploadAudio"

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from indexer.settings import Settings
 from bench.synth import BASE_US, account, commit, make_cid, make_did, make_tid, track_record
 from indexer.atproto.lexicon import Validator
+from indexer.settings import Settings
 from tests.api_support import StubResolver, app
 from tests.helpers import TRACK, ingest
 

@@ -9,9 +9,9 @@ import pytest
 from atproto_crypto.consts import P256_JWT_ALG, SECP256K1_JWT_ALG
 from litestar.testing import AsyncTestClient
 
-from indexer.settings import Settings
 from bench.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
 from indexer.atproto.lexicon import Validator
+from indexer.settings import Settings
 from tests.api_support import SERVICE_DID, Keypair, StubResolver, app, service_jwt
 from tests.helpers import LIKE, TRACK, ingest
 

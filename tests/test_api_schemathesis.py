@@ -25,7 +25,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from appview.app import create_app
-from indexer.settings import Settings
 from bench.synth import (
     BASE_US,
     comment_record,
@@ -41,6 +40,7 @@ from bench.synth import (
 )
 from indexer.atproto.lexicon import Validator
 from indexer.audio.store import StorageSettings
+from indexer.settings import Settings
 from tests.api_support import SERVICE_DID, Keypair, StubResolver, service_jwt
 from tests.helpers import COMMENT, LIKE, LIST, TRACK, ingest
 from tests.proxy_support import Seen, StubPds, json_reply

@@ -20,7 +20,6 @@ import pytest
 import uvicorn
 
 from appview import api_doc
-from indexer.settings import Settings
 from bench.synth import (
     BASE_US,
     commit,
@@ -35,6 +34,7 @@ from bench.synth import (
 )
 from indexer.atproto.lexicon import Validator
 from indexer.events import Malformed
+from indexer.settings import Settings
 from tests.api_support import StubResolver, app
 from tests.audio_support import wav_bytes
 from tests.browser import HEIGHT, WIDTH, Page, chromium, chromium_binary, distinct_colours, near, pixel

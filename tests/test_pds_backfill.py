@@ -182,7 +182,7 @@ async def test_a_repo_whose_pds_fails_stays_pending_with_its_error_until_resync_
         async with stub_server(broken_pds) as broken:
             # The DID still resolves, through the local PLC, but to a host that cannot serve its repo.
             await set_pds_endpoint(pds.client, pds.plc_url, moved.did, key, broken.url)
-            result = await acli(env, "--database-url", db, "backfill", "--pds", pds.url, "--no-progress")
+            result = await acli(env, "--database-url", db, "backfill", "--pds", pds.url, "--no-progress", exit_status=1)
             assert result["listed"] == 3 and result["repos"] == 2, result
             assert result["failed"] == 1 and result["failures"] == {"http_500": 1}, result
 
@@ -194,7 +194,7 @@ async def test_a_repo_whose_pds_fails_stays_pending_with_its_error_until_resync_
                 assert rows[a.did]["synced_at"] is not None and rows[a.did]["last_error"] is None
             assert await tracks_by_did(db) == {a.did: 2 for a in good}
 
-            retried = await acli(env, "--database-url", db, "resync", "--no-progress")
+            retried = await acli(env, "--database-url", db, "resync", "--no-progress", exit_status=1)
             assert retried["repos"] == 0 and retried["failed"] == 1, retried
             assert (await sync_rows(db))[moved.did]["attempts"] == 2
             asked = [r.query.get("did") for r in broken.requests if r.path == "/xrpc/com.atproto.sync.getRepo"]
@@ -229,7 +229,7 @@ async def test_a_did_document_pointing_at_a_private_address_is_never_fetched(db_
         env = {k: v for k, v in ENV.items() if k != "PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS"} | {"PLC_URL": pds.plc_url}
         async with stub_server(should_not_be_asked) as internal:
             await set_pds_endpoint(pds.client, pds.plc_url, moved.did, key, internal.url)
-            result = await acli(env, "--database-url", db, "backfill", "--pds", pds.url, "--no-progress")
+            result = await acli(env, "--database-url", db, "backfill", "--pds", pds.url, "--no-progress", exit_status=1)
             assert result["listed"] == 2 and result["repos"] == 0, result
             assert result["failures"] == {"forbidden_host": 2}, result
             assert internal.requests == []

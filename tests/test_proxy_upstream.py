@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from appview.app import create_app
-from indexer.settings import Settings
 from bench.synth import BASE_US, identity, make_did, track_record
 from indexer.atproto.lexicon import Validator
 from indexer.metrics import Metrics
+from indexer.settings import Settings
 from tests.api_support import StubResolver
 from tests.helpers import ingest, rows, rows_exec
 from tests.proxy_support import Seen, StubPds, json_reply, serve_app

@@ -24,9 +24,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from appview.app import create_app
-from indexer.settings import Settings
 from indexer.audio.audit import audit
 from indexer.audio.store import StorageSettings, open_store
+from indexer.settings import Settings
 from tests.audio_support import UPLOAD, wav_bytes
 from tests.pds.harness import NOW
 from tests.pds.server import running_pds, unavailable

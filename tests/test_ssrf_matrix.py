@@ -20,11 +20,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from appview.app import create_app
-from indexer.settings import Settings
 from bench.synth import make_did, track_record
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 from indexer.atproto.netguard import ForbiddenHost, NetGuard, guarded_client
 from indexer.audio.store import StorageSettings
+from indexer.settings import Settings
 from tests.api_support import Keypair, StubResolver, service_jwt
 
 ALICE = make_did(71)

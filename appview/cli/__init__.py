@@ -10,12 +10,14 @@ prints one line and exits 1; an interrupted command exits 130.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
-from appview.cli.command import EXIT_INTERRUPTED, EXIT_USAGE, Command, CommandError
+from appview.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Command, CommandError
 from appview.cli.commands import (
     audit_audio,
     backfill,
@@ -53,14 +55,45 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+def _global_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--database-url and --data-dir, accepted before the command and after it (`plyr-appview status
+    --database-url ...`); after it, they are only set when given, so they never undo the earlier position."""
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--database-url", default=default, help="Postgres URL (default: $DATABASE_URL, else the embedded server)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        help="data directory (default: $PLYR_APPVIEW_DATA_DIR or ./.plyr-appview)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line naming the option and where help is, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="plyr-appview", description="Network-wide index and XRPC API for fm.plyr")
-    p.add_argument("--database-url", help="Postgres URL (default: $DATABASE_URL, else the embedded server)")
-    p.add_argument("--data-dir", type=Path, help="data directory (default: $PLYR_APPVIEW_DATA_DIR or ./.plyr-appview)")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="plyr-appview", description="Network-wide index and XRPC API for fm.plyr")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _global_arguments(p, suppress=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.name, help=command.help))
+        child = sub.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(child)
+        _global_arguments(child, suppress=True)
     return p
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("plyr-appview")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     command = next(c for c in COMMANDS if c.name == args.command)
     try:
         return command.run(args, settings)
@@ -81,6 +114,22 @@ def main(argv: list[str] | None = None) -> int:
         return exc.status
     except Interrupted:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # Anything else is a failure we did not foresee: still one line, the traceback only when debugging.
+        if settings.log_level == "DEBUG":
+            raise
+        log.debug("command failed", exc_info=True)
+        print(f"error: {_unforeseen(exc)} (PLYR_APPVIEW_LOG_LEVEL=DEBUG shows the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _unforeseen(exc: Exception) -> str:
+    import psycopg
+
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, psycopg.OperationalError):
+        return f"lost the connection to Postgres ({first or 'no reason given'}); check that it is running"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 __all__ = ["COMMANDS", "main", "parser"]

@@ -17,13 +17,23 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    log.info("starting embedded postgres", extra={"pgdata": str(pgdata)})
+    running = _running(pgdata)
+    log.info("joining embedded postgres" if running else "starting embedded postgres", extra={"pgdata": str(pgdata)})
     server = get_server(pgdata, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
+        # The server stops with the last process using it; a short command that joined `up`'s server leaves it.
         server.cleanup()
-        log.info("embedded postgres stopped", extra={"pgdata": str(pgdata)})
+        if _running(pgdata):
+            log.debug("embedded postgres left running for the other processes using it", extra={"pgdata": str(pgdata)})
+        else:
+            log.info("embedded postgres stopped", extra={"pgdata": str(pgdata)})
+
+
+def _running(pgdata: Path) -> bool:
+    """Whether a postmaster runs on `pgdata` (its pid file exists until it has shut down)."""
+    return (pgdata / "postmaster.pid").exists()
 
 
 @contextlib.contextmanager

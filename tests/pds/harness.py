@@ -31,8 +31,10 @@ def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
     return result
 
 
-async def acli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """`cli` without blocking the event loop: for runs that talk to servers living in this test process."""
+async def acli(env: dict[str, str], *args: str, exit_status: int = 0) -> dict[str, Any]:
+    """`cli` without blocking the event loop: for runs that talk to servers living in this test process.
+    `exit_status` is the status the command must end with (1: a backfill or resync with failed repos, which
+    still prints its summary)."""
     proc = await asyncio.create_subprocess_exec(
         *CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -42,7 +44,10 @@ async def acli(env: dict[str, str], *args: str) -> dict[str, Any]:
         proc.kill()
         await proc.wait()
         raise
-    assert proc.returncode == 0, stderr.decode(errors="replace")[-3000:]
+    assert proc.returncode == exit_status, stderr.decode(errors="replace")[-3000:]
+    if exit_status:
+        # The summary is on stdout; the failure is one line on stderr, after the logs.
+        assert stderr.decode().splitlines()[-1].startswith("error: "), stderr.decode(errors="replace")[-3000:]
     result: dict[str, Any] = json.loads(stdout)
     return result
 

@@ -5,25 +5,29 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 import httpx
 import psycopg
 
-from appview.cli.command import EXIT_INTERRUPTED, EXIT_OK, Command
+from appview.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
 from appview.cli.runtime import Interrupted, database, print_json, progress_bar, run, sync_stack
+from indexer.atproto.syntax import is_did
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from indexer.sync import marks
-from indexer.sync.backfill import BackfillStats, repos_by_collection, repos_of_pds
+from indexer.sync.backfill import BackfillStats, RepoFailure, repos_by_collection, repos_of_pds
 
 log = logging.getLogger("plyr_appview")
 
 
 def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--concurrency", type=int, default=8, help="repos fetched at once (default 8)")
-    parser.add_argument("--per-host", type=int, default=2, help="repos fetched at once from one PDS (default 2)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="repos fetched at once (default 8)")
+    parser.add_argument(
+        "--per-host", type=positive_int, default=2, help="repos fetched at once from one PDS (default 2)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal)")
 
 
 def _backfill_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +49,30 @@ async def _mark(url: str, args: argparse.Namespace, client: httpx.AsyncClient) -
         else:
             listing = repos_by_collection(client, args.relay) if args.relay else repos_of_pds(client, args.pds)
             chunk: list[str] = []
-            async for did in listing:
-                dids.append(did)
-                chunk.append(did)
-                if len(chunk) >= 1000:
-                    await marks.discover(conn, chunk)
-                    chunk = []
+            try:
+                async for did in listing:
+                    dids.append(did)
+                    chunk.append(did)
+                    if len(chunk) >= 1000:
+                        await marks.discover(conn, chunk)
+                        chunk = []
+            except (httpx.HTTPError, RepoFailure, ValueError) as exc:
+                # What was listed before the failure stays marked; a rerun lists again and fetches the rest.
+                await marks.discover(conn, chunk)
+                named = f"--relay {args.relay}" if args.relay else f"--pds {args.pds}"
+                raise CommandError(
+                    f"cannot list the repos of {named} ({_why(exc)}); check the URL and the network"
+                ) from None
             await marks.discover(conn, chunk)
     log.info("repos found", extra={"repos": len(dids)})
     return dids
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, RepoFailure):
+        return f"{exc.reason}: {exc.detail[:200]}"
+    text = str(exc).strip() or type(exc).__name__
+    return text[:1].lower() + text[1:300]
 
 
 async def fetch(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -78,12 +97,22 @@ async def fetch(settings: Settings, url: str, args: argparse.Namespace) -> dict[
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    bad = [did for did in getattr(args, "did", None) or [] if not is_did(did)]
+    if bad:
+        raise CommandError(f"--did {bad[0]!r} is not a DID (did:plc:... or did:web:...)", status=EXIT_USAGE)
     with database(settings) as url:
         try:
             result = run(lambda: fetch(settings, url, args))
         except Interrupted:
             return EXIT_INTERRUPTED
     print_json(result)
+    if result["failed"]:
+        # The summary says which; `plyr-appview resync` retries them (they stay marked in repo_sync).
+        print(
+            f"error: {result['failed']} repo(s) failed to fetch; see the log, then run `plyr-appview resync`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError
 from appview.cli.runtime import Interrupted, batch_writer, database, run, sync_stack
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
-from indexer.firehose.source import is_firehose_url
+from indexer.firehose.source import PREFIX as FIREHOSE_PREFIX
+from indexer.firehose.source import FirehoseError, is_firehose_url, parse_firehose_url
 from indexer.fold.writer import BatchWriter
 from indexer.ingest import follow_firehose, follow_jetstream
+from indexer.jetstream.source import parse_endpoint
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from indexer.sync.introduce import introduce_forever
@@ -29,10 +32,37 @@ def add_source_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def sources_of(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The sources to follow, each checked: a typo must stop the command, not be retried forever."""
     sources: list[str] = args.source or list(settings.jetstream_urls)
+    named = "--source" if args.source else "JETSTREAM_URL"
     if len(sources) > 1 and any(is_firehose_url(s) for s in sources):
-        raise CommandError("a firehose source cannot be combined with other sources", status=EXIT_USAGE)
+        raise CommandError(f"{named}: a firehose source cannot be combined with other sources", status=EXIT_USAGE)
+    for source in sources:
+        problem = _source_problem(source)
+        if problem:
+            raise CommandError(
+                f"{named} {source!r}: {problem}; give ws(s)://host[/subscribe] (Jetstream v1),"
+                " ws(s)://host/xrpc/network.bsky.jetstream.subscribeEvents (v2) or firehose:wss://host",
+                status=EXIT_USAGE,
+            )
     return sources
+
+
+def _source_problem(source: str) -> str | None:
+    try:
+        if is_firehose_url(source):
+            parse_firehose_url(source)
+        else:
+            parse_endpoint(source)
+    except (ValueError, FirehoseError) as exc:
+        return str(exc)
+    text = source.removeprefix(FIREHOSE_PREFIX).strip()
+    if "://" not in text:
+        # A bare host is taken as wss://host; one without a dot or port that is not loopback is a typo.
+        host = urlsplit("//" + text.split("/", 1)[0]).hostname or ""
+        if "." not in host and ":" not in text.split("/", 1)[0] and host != "localhost":
+            return "not a URL"
+    return None
 
 
 async def index(settings: Settings, url: str, metrics: Metrics, sources: list[str]) -> None:
@@ -79,6 +109,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command(
-    "index", "follow Jetstream (or a raw firehose) and index fm.plyr.* events", add_source_argument, _run
-)
+COMMAND = Command("index", "follow Jetstream (or a raw firehose) and index fm.plyr.* events", add_source_argument, _run)

@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 
 import uvicorn
 
 from appview.app import create_app
-from appview.cli.command import EXIT_OK, Command
+from appview.cli.command import EXIT_OK, Command, CommandError
 from appview.cli.runtime import Interrupted, database, run
 from indexer.metrics import Metrics
 from indexer.settings import Settings
@@ -37,7 +38,30 @@ async def serve(settings: Settings, url: str, metrics: Metrics, host: str, port:
         raise
 
 
+def check_listen(host: str, port: int) -> None:
+    """Bind once before anything starts, so a busy port is one line up front rather than a server error
+    after the database and the indexer have started."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); check --host / PLYR_APPVIEW_HOST"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise CommandError(
+                f"cannot listen on {host}:{port} ({reason}); stop what uses it or choose another with"
+                " --port / PLYR_APPVIEW_PORT (--host / PLYR_APPVIEW_HOST)"
+            ) from None
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    check_listen(args.host or settings.host, args.port or settings.port)
     # A signal is how a service is told to stop: a clean stop is a success.
     with database(settings) as url, contextlib.suppress(Interrupted):
         run(lambda: serve(settings, url, Metrics(), args.host or settings.host, args.port or settings.port))

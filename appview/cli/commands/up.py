@@ -8,7 +8,7 @@ import contextlib
 
 from appview.cli.command import EXIT_OK, Command
 from appview.cli.commands.index import add_source_argument, index, sources_of
-from appview.cli.commands.serve import add_listen_arguments, serve
+from appview.cli.commands.serve import add_listen_arguments, check_listen, serve
 from appview.cli.runtime import Interrupted, database, run
 from indexer.metrics import Metrics
 from indexer.settings import Settings
@@ -28,6 +28,7 @@ async def up(settings: Settings, url: str, sources: list[str], host: str, port: 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     sources = sources_of(args, settings)
+    check_listen(args.host or settings.host, args.port or settings.port)
     # A signal is how a service is told to stop: a clean stop is a success.
     with database(settings) as url, contextlib.suppress(Interrupted):
         run(lambda: up(settings, url, sources, args.host or settings.host, args.port or settings.port))
