@@ -82,9 +82,7 @@ def clean_error(text: str) -> str:
 def describe_connect_error(exc: BaseException, open_timeout: float | None = None) -> str:
     """Why a connection attempt failed, as an operator reads it: "connection refused", "no answer within 10 s",
     "host name not resolved (...)", rather than a Python exception."""
-    if isinstance(exc, ConnectionRefusedError) or (
-        isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED
-    ):
+    if isinstance(exc, ConnectionRefusedError) or (isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED):
         return "connection refused"
     if isinstance(exc, socket.gaierror):
         return f"host name not resolved ({exc.strerror or exc})"
@@ -307,8 +305,18 @@ class SourceStatusRecorder:
         if not self._states:
             return True
         rows = [
-            (s.source, s.host, s.kind, s.url, s.active, s.connected, s.since, s.last_connected_at, s.last_error,
-             s.attempts)
+            (
+                s.source,
+                s.host,
+                s.kind,
+                s.url,
+                s.active,
+                s.connected,
+                s.since,
+                s.last_connected_at,
+                s.last_error,
+                s.attempts,
+            )
             for s in self._states.values()
         ]
         prune = self._prune
@@ -367,6 +375,24 @@ class SourceStatusRecorder:
 # reading: what every reader shows
 
 
+class ConnectionEnd(Exception):
+    """Why one connection of a source ended: `reason` is a short code for logs and metrics (`connect_failed`,
+    `http_503`, `idle`, `closed`, ...), `describe()` the line operators see as the source's last error."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+    def describe(self) -> str:
+        """ "connection refused", "HTTP 503: down", "idle: no message for 60 s"."""
+        if self.reason == "connect_failed":
+            return self.detail or "connection failed"
+        if self.reason.startswith("http_"):
+            return f"HTTP {self.reason[5:]}" + (f": {self.detail}" if self.detail else "")
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
 class HostState(msgspec.Struct, frozen=True):
     source: str
     host: str
@@ -385,6 +411,26 @@ class HostState(msgspec.Struct, frozen=True):
     @property
     def up(self) -> bool:
         return self.connected and not self.stale
+
+    def report(self) -> dict[str, Any]:
+        """The host's state as operators read it (`status --json`; `_health` renames the keys to camelCase)."""
+        return {
+            "host": self.host,
+            "kind": self.kind,
+            "url": self.url,
+            "active": self.active,
+            "connected": self.up,
+            "stale": self.stale,
+            "since": iso_time(self.since),
+            "last_connected_at": iso_time(self.last_connected_at),
+            "last_error": self.last_error,
+            "attempts": self.attempts,
+            "reported_at": iso_time(self.updated_at),
+        }
+
+
+def iso_time(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
 
 
 class LiveSource(msgspec.Struct, frozen=True):

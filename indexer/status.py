@@ -12,13 +12,12 @@ counts or the hash, which take minutes on a big index) and says why ingest is no
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from typing import Any
 
 import psycopg
 
-from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, HostState, IngestState, read_ingest
+from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, IngestState, iso_time, read_ingest
 
 # One query per projection, each yielding one text line per row.
 _HASHED: dict[str, str] = {
@@ -57,42 +56,26 @@ async def state_hash(conn: psycopg.AsyncConnection[Any]) -> str:
     return digest.hexdigest()
 
 
-def _time(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
-def _host(h: HostState) -> dict[str, Any]:
-    return {
-        "host": h.host,
-        "kind": h.kind,
-        "url": h.url,
-        "active": h.active,
-        "connected": h.up,
-        "stale": h.stale,
-        "since": _time(h.since),
-        "last_connected_at": _time(h.last_connected_at),
-        "last_error": h.last_error,
-        "attempts": h.attempts,
-        "reported_at": _time(h.updated_at),
-    }
-
-
 def ingest_json(state: IngestState) -> dict[str, Any]:
     """`sources` (live) and `replays` of `status --json`."""
     return {
         "sources": {
             s.source: {
                 "cursor": s.cursor,
-                "event_time": _time(s.event_time),
-                "committed_at": _time(s.committed_at),
+                "event_time": iso_time(s.event_time),
+                "committed_at": iso_time(s.committed_at),
                 "lag_seconds": None if s.lag_seconds is None else round(s.lag_seconds, 3),
                 "connected": s.connected,
-                "hosts": [_host(h) for h in s.hosts],
+                "hosts": [h.report() for h in s.hosts],
             }
             for s in state.sources
         },
         "replays": {
-            r.source: {"cursor": r.cursor, "event_time": _time(r.event_time), "committed_at": _time(r.committed_at)}
+            r.source: {
+                "cursor": r.cursor,
+                "event_time": iso_time(r.event_time),
+                "committed_at": iso_time(r.committed_at),
+            }
             for r in state.replays
         },
         "ingest_problem": state.problem(),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import os
 import re
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 
 from indexer.capture.convert import convert
 from tests.test_firehose_support import (
@@ -166,3 +170,18 @@ def test_output_is_replaced_not_appended(tmp_path: Path) -> None:
     convert(capture, out)
     assert len(out.read_text().splitlines()) == 1
     assert {p.name for p in tmp_path.iterdir()} == {"v1.jsonl", "one.bin.zst"}  # no temporary file left
+
+
+def test_a_zst_output_is_compressed_and_made_with_the_umask(tmp_path: Path, converted: tuple[Path, Any]) -> None:
+    plain, _ = converted
+    packed = tmp_path / "v1.jsonl.zst"
+    previous = os.umask(0o022)
+    try:
+        convert(FRAMES, packed)
+    finally:
+        os.umask(previous)
+    data = packed.read_bytes()
+    assert data[:4] == b"\x28\xb5\x2f\xfd"
+    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read() == plain.read_bytes()
+    # An ordinary file, not a private temporary one.
+    assert stat.S_IMODE(packed.stat().st_mode) == 0o644

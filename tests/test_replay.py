@@ -98,6 +98,7 @@ def test_replay_twice_equals_once_and_rebuild_equals_incremental(tmp_path: Path,
 
     rebuilt = json.loads(cli(db, "rebuild", "--no-progress", "--batch-size", "1000").stdout)
     assert rebuilt["events"] == once["log"]["events"]  # type: ignore[index]
+    assert rebuilt["state_hash_before"] == rebuilt["state_hash_after"] == once["state_hash"]
     after = status(db)
     assert after["state_hash"] == once["state_hash"]
     assert after["counts"] == once["counts"]

@@ -326,3 +326,25 @@ async def test_capture_from_a_source_that_never_connects_fails_and_leaves_no_fil
     assert loud.returncode == 1
     assert [x for x in loud.stderr.splitlines() if x.startswith("error:")] == [loud.stderr.splitlines()[-1]]
     assert not out.exists()
+
+
+async def test_a_second_interrupt_during_shutdown_is_quiet(db_url: str) -> None:
+    """Ctrl-C twice (an impatient operator): the first starts a clean stop, the second must not cut the
+    cleanup short with a traceback; the stop still succeeds."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "appview.cli", "--database-url", db_url, "serve", "--port", str(port)]
+    proc = await asyncio.create_subprocess_exec(*cmd, env=ENV, stderr=asyncio.subprocess.PIPE)
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/xrpc/_health")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err and b"CancelledError" not in err

@@ -17,7 +17,6 @@ monitors:
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from litestar import MediaType, Response, get
@@ -25,7 +24,7 @@ from litestar.di import NamedDependency
 from psycopg_pool import AsyncConnectionPool
 
 from indexer.metrics import Metrics
-from indexer.source_status import HostState, IngestState, LiveSource, read_ingest
+from indexer.source_status import HostState, IngestState, LiveSource, iso_time, read_ingest
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False)
@@ -34,28 +33,17 @@ async def metrics_endpoint(metrics: NamedDependency[Metrics]) -> Response[bytes]
     return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _time(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
-
-
 def _seconds(s: float | None) -> float | None:
     return None if s is None else round(s, 3)
 
 
 def _host(h: HostState) -> dict[str, Any]:
-    return {
-        "host": h.host,
-        "kind": h.kind,
-        "url": h.url,
-        "active": h.active,
-        "connected": h.up,
-        "stale": h.stale,
-        "since": _time(h.since),
-        "lastConnectedAt": _time(h.last_connected_at),
-        "lastError": h.last_error,
-        "attempts": h.attempts,
-        "reportedAt": _time(h.updated_at),
-    }
+    return {_camel(key): value for key, value in h.report().items()}
+
+
+def _camel(key: str) -> str:
+    first, *rest = key.split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _source(s: LiveSource) -> dict[str, Any]:
@@ -66,7 +54,7 @@ def _source(s: LiveSource) -> dict[str, Any]:
         "lastCommitAgoSeconds": _seconds(s.last_commit_ago_seconds),
         "connected": s.connected,
         "host": None if current is None else current.host,
-        "since": None if current is None else _time(current.since),
+        "since": None if current is None else iso_time(current.since),
         "lastError": None if current is None else current.last_error,
         "attempts": None if current is None else current.attempts,
         "hosts": [_host(h) for h in s.hosts],
@@ -82,8 +70,8 @@ def health_body(state: IngestState) -> dict[str, Any]:
         "replays": {
             r.source: {
                 "cursor": r.cursor,
-                "eventTime": _time(r.event_time),
-                "committedAt": _time(r.committed_at),
+                "eventTime": iso_time(r.event_time),
+                "committedAt": iso_time(r.committed_at),
                 "lastCommitAgoSeconds": _seconds((state.now - r.committed_at).total_seconds()),
             }
             for r in state.replays

@@ -30,6 +30,7 @@ from indexer.atproto.repo.car import (
     RecordError,
     block_digest_ok,
     cid_str,
+    commit_digest_ok,
     describe_cid,
     mst_lookup,
     record_to_json,
@@ -130,7 +131,7 @@ def _wanted_items(
     data_root: bytes = b""
     if verify is not None:
         verified = set()
-        if block_digest_ok(commit_cid, commit_obj) < 0:
+        if not commit_digest_ok(blocks_raw, commit_cid, commit_obj):
             return bad("cid_mismatch", f"commit block does not hash to {describe_cid(commit_cid)}")
         verified.add(commit_cid)
         root = commit_obj.get("data")

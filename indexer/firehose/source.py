@@ -43,7 +43,7 @@ from indexer.events import Checkpoint, Event, Item, Malformed, is_relevant_colle
 from indexer.firehose.commit import malformed
 from indexer.firehose.frames import DEFAULT_MAX_FRAME_BYTES, Control, Decoded, decode_frame
 from indexer.metrics import Metrics
-from indexer.source_status import ConnectionStates, SourceState, StatusSink, describe_connect_error
+from indexer.source_status import ConnectionEnd, ConnectionStates, SourceState, StatusSink, describe_connect_error
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,9 @@ class FirehoseSource:
                         raise FirehoseError(f"invalid firehose URL {url!r}: {e}") from e
                     except InvalidStatus as e:
                         body = bytes(e.response.body or b"")[:300].decode("utf-8", "replace")
-                        raise _End(f"http_{e.response.status_code}", body) from None
+                        raise ConnectionEnd(f"http_{e.response.status_code}", body) from None
                     except (OSError, TimeoutError, InvalidHandshake) as e:
-                        raise _End("connect_failed", describe_connect_error(e, self.open_timeout)) from None
+                        raise ConnectionEnd("connect_failed", describe_connect_error(e, self.open_timeout)) from None
                     opened = True
                     self.connections += 1
                     self.connection_states.connected(self.source, self.host)
@@ -209,7 +209,7 @@ class FirehoseSource:
                             async with asyncio.timeout(self.idle_timeout):
                                 msg = await ws.recv(decode=False)
                         except TimeoutError:
-                            raise _End("idle", f"no frame for {self.idle_timeout} s") from None
+                            raise ConnectionEnd("idle", f"no frame for {self.idle_timeout} s") from None
                         except ConnectionClosed as e:
                             raise self._closed(e) from None
                         self.frames += 1
@@ -218,7 +218,7 @@ class FirehoseSource:
                         data = msg if isinstance(msg, bytes) else msg.encode()
                         try:
                             items = await self.handle(data)
-                        except _End:
+                        except ConnectionEnd:
                             raise
                         except Exception as e:
                             # A bug must cost one frame, not the stream.
@@ -228,7 +228,7 @@ class FirehoseSource:
                             valid += 1
                         for item in items:
                             yield item
-                except _End as e:
+                except ConnectionEnd as e:
                     reason = e.reason
                     if opened:
                         self.connection_states.disconnected(self.source, self.host, e.describe())
@@ -265,16 +265,16 @@ class FirehoseSource:
         finally:
             self.connection_states.stopped()
 
-    def _closed(self, e: ConnectionClosed) -> _End:
+    def _closed(self, e: ConnectionClosed) -> ConnectionEnd:
         codes = {e.sent.code if e.sent else None, e.rcvd.code if e.rcvd else None}
         if _CLOSE_MESSAGE_TOO_BIG in codes:
-            return _End("oversize", str(e))
-        return _End("closed", str(e))
+            return ConnectionEnd("oversize", str(e))
+        return ConnectionEnd("closed", str(e))
 
     # -- one frame -------------------------------------------------------------------------------------
 
     async def handle(self, data: bytes) -> list[Item]:
-        """One websocket message to the items to yield (marks written first). Raises _End on an error frame."""
+        """One websocket message to the items to yield (marks written first). Raises ConnectionEnd on an error frame."""
         peek = _peek(data) if len(data) <= self.max_frame_bytes else None
         seq = peek.get("seq") if peek is not None else None
         if type(seq) is int and self.last_seq is not None and seq <= self.last_seq:
@@ -362,7 +362,7 @@ class FirehoseSource:
                 # at its tip and repair everything we know from the repos themselves.
                 self.last_seq = None
                 await self._mark_known("future_cursor")
-            raise _End(f"error_frame:{c.name}", c.message or "")
+            raise ConnectionEnd(f"error_frame:{c.name}", c.message or "")
         return [
             malformed(
                 data,
@@ -401,21 +401,6 @@ class FirehoseSource:
 
     async def _mark_known(self, reason: str) -> int:
         return 0 if self.marker is None else await self.marker.mark_known(reason)
-
-
-class _End(Exception):
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-        self.detail = detail
-
-    def describe(self) -> str:
-        """For operators: "connection refused", "HTTP 502: bad gateway", "idle: no frame for 60 s"."""
-        if self.reason == "connect_failed":
-            return self.detail or "connection failed"
-        if self.reason.startswith("http_"):
-            return f"HTTP {self.reason[5:]}" + (f": {self.detail}" if self.detail else "")
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 def _peek(data: bytes) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ from indexer.jetstream.parse import (
 )
 from indexer.jetstream.zstd_dict import V1_DICT_ID, V2_DICT_ID
 from indexer.metrics import Metrics
-from indexer.source_status import ConnectionStates, SourceState, StatusSink, describe_connect_error
+from indexer.source_status import ConnectionEnd, ConnectionStates, SourceState, StatusSink, describe_connect_error
 
 logger = logging.getLogger(__name__)
 
@@ -142,23 +142,6 @@ def parse_endpoint(url: str) -> Endpoint:
         host = f"[{parts.hostname}]" + ("" if parts.port is None else f":{parts.port}")
     params = tuple((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _MANAGED_PARAMS)
     return Endpoint(url=urlunsplit((scheme, parts.netloc, path, "", "")), version=version, host=host, params=params)
-
-
-class _SessionEnd(Exception):
-    """Why one connection ended; `reason` is a short code for logs."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-        self.detail = detail
-
-    def describe(self) -> str:
-        """For operators: "connection refused", "HTTP 503: down", "idle: no message for 60 s"."""
-        if self.reason == "connect_failed":
-            return self.detail or "connection failed"
-        if self.reason.startswith("http_"):
-            return f"HTTP {self.reason[5:]}" + (f": {self.detail}" if self.detail else "")
-        return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
 class _XrpcError(msgspec.Struct):
@@ -400,7 +383,7 @@ class JetstreamSource:
                 session = _Session(ep, raw)
                 ws: ClientConnection | None = None
                 watchdog: asyncio.Task[None] | None = None
-                end = _SessionEnd("closed")
+                end = ConnectionEnd("closed")
                 try:
                     ws = await self._connect(ep, url)
                     session.opened_at = time.monotonic()
@@ -425,7 +408,7 @@ class JetstreamSource:
                         data = msg if isinstance(msg, bytes) else msg.encode()
                         try:
                             out = self._handle(session, data)
-                        except _SessionEnd:
+                        except ConnectionEnd:
                             raise
                         except Exception as e:
                             # A bug must cost one frame, not the stream.
@@ -442,7 +425,7 @@ class JetstreamSource:
                                 self.metrics.events_rejected.labels(reason="internal_error").inc()
                         if out is not None:
                             yield out
-                except _SessionEnd as e:
+                except ConnectionEnd as e:
                     end = e
                 except JetstreamError as e:
                     self.connection_states.failed(ep.source, ep.host, str(e))
@@ -584,7 +567,7 @@ class JetstreamSource:
         except InvalidURI as e:
             raise JetstreamError(f"invalid Jetstream URL {url!r}: {e}") from e
         except (OSError, TimeoutError, InvalidHandshake) as e:
-            raise _SessionEnd("connect_failed", describe_connect_error(e, self.open_timeout)) from None
+            raise ConnectionEnd("connect_failed", describe_connect_error(e, self.open_timeout)) from None
 
     def _rejected(self, ep: Endpoint, e: InvalidStatus) -> Exception:
         status = e.response.status_code
@@ -605,22 +588,22 @@ class JetstreamSource:
                     "jetstream zstd dictionary refused, continuing uncompressed",
                     extra={"source": ep.source, "host": ep.host, "detail": err.message},
                 )
-                return _SessionEnd("dictionary_refused", err.message)
-        return _SessionEnd(f"http_{status}", body[:300].decode("utf-8", "replace"))
+                return ConnectionEnd("dictionary_refused", err.message)
+        return ConnectionEnd(f"http_{status}", body[:300].decode("utf-8", "replace"))
 
-    def _closed(self, e: ConnectionClosed, session: _Session) -> _SessionEnd:
+    def _closed(self, e: ConnectionClosed, session: _Session) -> ConnectionEnd:
         if session.idle:
-            return _SessionEnd("idle", f"no message for {self.idle_timeout} s")
+            return ConnectionEnd("idle", f"no message for {self.idle_timeout} s")
         sent = e.sent.code if e.sent is not None else None
         rcvd = e.rcvd.code if e.rcvd is not None else None
         if _CLOSE_MESSAGE_TOO_BIG in (sent, rcvd):
-            return _SessionEnd("oversize", str(e))
-        return _SessionEnd("closed", str(e))
+            return ConnectionEnd("oversize", str(e))
+        return ConnectionEnd("closed", str(e))
 
     def _notice(self, ep: Endpoint, notice: StreamNotice) -> None:
         if notice.kind == "error":
             # Terminal by contract (e.g. ConsumerTooSlow): the server closes right after it.
-            raise _SessionEnd(f"server_error:{notice.name}", notice.message or "")
+            raise ConnectionEnd(f"server_error:{notice.name}", notice.message or "")
         logger.warning(
             "jetstream notice",
             extra={"source": ep.source, "host": ep.host, "notice": notice.name, "detail": notice.message},
