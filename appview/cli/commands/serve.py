@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -24,9 +25,18 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="listen port (default: $PLYR_APPVIEW_PORT or 8080)")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: signals belong to the command (appview/cli/runtime.py), which
+    cancels `serve` once; uvicorn would take a second Ctrl-C as "exit now" and skip the app's shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(settings: Settings, url: str, metrics: Metrics, host: str, port: int) -> None:
     app = create_app(url, metrics=metrics, replica_url=settings.database_replica_url, settings=settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     log.info("serving", extra={"host": host, "port": port})
     serving = asyncio.create_task(server.serve())
     try:
