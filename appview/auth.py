@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
+from typing import Literal, get_args
 
 from atproto_server.auth.jwt import get_jwt_payload, parse_jwt, verify_jwt_async
 from atproto_server.exceptions import (
@@ -34,7 +35,22 @@ MAX_LIFETIME_SECONDS = 3600
 REPLAY_CACHE_ENTRIES = 100_000
 
 
-def _refuse(error: str, message: str) -> XrpcError:
+# Every error a service-auth token can be refused with (401); the API docs list them for each method.
+TokenError = Literal[
+    "AuthMissing",
+    "BadJwt",
+    "BadJwtType",
+    "BadJwtAudience",
+    "BadJwtLexiconMethod",
+    "BadJwtSignature",
+    "JwtExpired",
+    "JwtNotYetValid",
+    "JwtReplayed",
+]
+TOKEN_ERRORS: tuple[TokenError, ...] = get_args(TokenError)
+
+
+def _refuse(error: TokenError, message: str) -> XrpcError:
     return XrpcError(error, message, status=401)
 
 

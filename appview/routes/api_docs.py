@@ -24,6 +24,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 
 from appview.api_doc import methods
+from appview.auth import TOKEN_ERRORS
 
 PATH = "/schema"
 XRPC = "/xrpc/"
@@ -35,19 +36,6 @@ INFO = (
     "answered wherever GET is."
 )
 
-# The service-auth token errors (appview/auth.py): a query takes an optional token (anonymous without one, refused
-# if it does not verify); a procedure that needs one answers these too.
-TOKEN_ERRORS = (
-    "AuthMissing",
-    "BadJwt",
-    "BadJwtType",
-    "BadJwtAudience",
-    "BadJwtLexiconMethod",
-    "BadJwtSignature",
-    "JwtExpired",
-    "JwtNotYetValid",
-    "JwtReplayed",
-)
 # The status each lexicon error name is answered with; any other name is a 400.
 ERROR_STATUS = {"NotFound": 404, "AuthRequired": 401, "PayloadTooLarge": 413}
 # What an error means when its lexicon does not say.
@@ -123,6 +111,8 @@ def lexicon_errors(main: Mapping[str, Any]) -> dict[int, tuple[list[str], str]]:
         if kind == "query"
         else "A service-auth token (Authorization: Bearer) is required and must verify."
     )
+    # A query takes an optional token (anonymous without one, refused if it does not verify); a procedure that
+    # needs one answers these too.
     for name in TOKEN_ERRORS:
         add(401, name, token)
     return {status: (names, " ".join(meanings)) for status, (names, meanings) in sorted(found.items())}
