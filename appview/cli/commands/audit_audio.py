@@ -7,8 +7,8 @@ import argparse
 import logging
 from typing import Any
 
-from appview.cli.command import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, CommandError
-from appview.cli.runtime import Interrupted, database, print_json, run
+from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError
+from appview.cli.runtime import database, print_json, run
 from indexer.audio.audit import audit, parse_duration, to_json
 from indexer.audio.store import open_store
 from indexer.settings import Settings
@@ -49,10 +49,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         grace = args.older_than
     with database(settings) as url:
-        try:
-            result = run(lambda: audit_audio(settings, url, grace))
-        except Interrupted:
-            return EXIT_INTERRUPTED
+        result = run(lambda: audit_audio(settings, url, grace))
     print_json(result, indent=2)
     return EXIT_OK
 

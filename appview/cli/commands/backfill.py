@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from appview.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
-from appview.cli.runtime import Interrupted, database, print_json, progress_bar, run, sync_stack
+from appview.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
+from appview.cli.runtime import database, print_json, progress_bar, run, sync_stack
 from indexer.atproto.syntax import is_did
 from indexer.metrics import Metrics
 from indexer.settings import Settings
@@ -101,10 +101,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if bad:
         raise CommandError(f"--did {bad[0]!r} is not a DID (did:plc:... or did:web:...)", status=EXIT_USAGE)
     with database(settings) as url:
-        try:
-            result = run(lambda: fetch(settings, url, args))
-        except Interrupted:
-            return EXIT_INTERRUPTED
+        result = run(lambda: fetch(settings, url, args))
     print_json(result)
     if result["failed"]:
         # The summary says which; `plyr-appview resync` retries them (they stay marked in repo_sync).

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appview.cli.command import EXIT_INTERRUPTED, EXIT_OK, Command
-from appview.cli.runtime import Interrupted, database, print_json, run, sync_stack
+from appview.cli.command import EXIT_OK, Command
+from appview.cli.runtime import database, print_json, run, sync_stack
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 
@@ -25,10 +25,7 @@ async def reconcile(settings: Settings, url: str, dids: list[str] | None) -> dic
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as url:
-        try:
-            result = run(lambda: reconcile(settings, url, args.did))
-        except Interrupted:
-            return EXIT_INTERRUPTED
+        result = run(lambda: reconcile(settings, url, args.did))
     print_json(result)
     return EXIT_OK
 

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from appview.cli.command import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
-from appview.cli.runtime import Interrupted, batch_writer, database, print_json, progress_bar, run
+from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
+from appview.cli.runtime import batch_writer, database, print_json, progress_bar, run
 from indexer.capture.files import NotACapture, sniff
 from indexer.capture.replay import ReadCounts, count_items, replay_items, replay_source, saved_position, summary
 from indexer.metrics import Metrics
@@ -73,10 +73,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except NotACapture as exc:
         raise CommandError(str(exc), status=EXIT_USAGE) from None
     with database(settings) as url:
-        try:
-            result = run(lambda: replay(settings, url, args))
-        except Interrupted:
-            return EXIT_INTERRUPTED
+        result = run(lambda: replay(settings, url, args))
     print_json(result)
     return EXIT_OK
 
