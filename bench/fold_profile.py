@@ -23,20 +23,19 @@ from indexer.capture.replay import replay_items, replay_source  # noqa: E402
 from indexer.db import locks, migrate  # noqa: E402
 from indexer.fold import sql  # noqa: E402
 from indexer.fold import writer as writer_mod  # noqa: E402
-from indexer.fold.apply import Applied, Connection  # noqa: E402
+from indexer.fold.apply import Applied, Connection, copy_rows, save_rejections_and_cursors  # noqa: E402
 from indexer.fold.prepare import Prepared  # noqa: E402
 
 TIMINGS: Counter[str] = Counter()
 
 
 async def _timed_apply(conn: Connection, p: Prepared) -> Applied:
-    """indexer/fold/apply.py's `apply`, timed step by step (the check of uploaded audio aside: it is off here)."""
+    """indexer/fold/apply.py's `apply`, with each step timed (the check of uploaded audio aside: it is off here);
+    the copies and the closing step are apply's own."""
     async with conn.cursor() as cur:
         await cur.execute(locks.LOCK_FOLD_SHARED)
         t = time.perf_counter()
-        async with cur.copy(sql.COPY_EVENTS) as copy:
-            for row in p.events:
-                await copy.write_row(row)
+        await copy_rows(cur, sql.COPY_EVENTS, p.events)
         TIMINGS["copy events"] += time.perf_counter() - t
         t = time.perf_counter()
         await cur.execute(sql.APPEND_EVENTS)
@@ -46,13 +45,7 @@ async def _timed_apply(conn: Connection, p: Prepared) -> Applied:
             await cur.execute(stmt)
             TIMINGS[f"fold {i:02d}: " + " ".join(stmt.split())[:70]] += time.perf_counter() - t
         t = time.perf_counter()
-        if p.rejections:
-            async with cur.copy(sql.COPY_REJECTIONS) as copy:
-                for rej in p.rejections:
-                    await copy.write_row(rej)
-            await cur.execute(sql.INSERT_REJECTIONS)
-        for source, (cursor, event_time) in p.cursors.items():
-            await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+        await save_rejections_and_cursors(cur, p)
         TIMINGS["rejections and cursors"] += time.perf_counter() - t
     return Applied()
 

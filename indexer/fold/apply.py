@@ -20,6 +20,7 @@ The fold works through temp tables, private to the connection and created once p
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -30,6 +31,7 @@ from indexer.fold import sql
 from indexer.fold.prepare import Prepared
 
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
+Cursor = psycopg.AsyncCursor[tuple[object, ...]]
 
 _EMPTY = ";".join(f"DELETE FROM {name}" for name in sql.TEMP_TABLE_NAMES)
 
@@ -68,9 +70,7 @@ async def apply(conn: Connection, p: Prepared) -> Applied:
     async with conn.cursor() as cur:
         await cur.execute(locks.LOCK_FOLD_SHARED)
         if p.events:
-            async with cur.copy(sql.COPY_EVENTS) as copy:
-                for row in p.events:
-                    await copy.write_row(row)
+            await copy_rows(cur, sql.COPY_EVENTS, p.events)
             await cur.execute(sql.APPEND_EVENTS)
             if cur.rowcount:
                 await cur.execute("SELECT kind, count(*) FROM fold_batch GROUP BY kind")
@@ -85,11 +85,21 @@ async def apply(conn: Connection, p: Prepared) -> Applied:
             # proxy's) is checked when its firehose echo arrives here.
             if p.own_audio:
                 applied.flagged = await audio_refs.flag_missing(cur, p.own_audio)
-        if p.rejections:
-            async with cur.copy(sql.COPY_REJECTIONS) as copy:
-                for rej in p.rejections:
-                    await copy.write_row(rej)
-            await cur.execute(sql.INSERT_REJECTIONS)
-        for source, (cursor, event_time) in p.cursors.items():
-            await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+        await save_rejections_and_cursors(cur, p)
     return applied
+
+
+async def copy_rows(cur: Cursor, statement: str, rows: Sequence[Sequence[object]]) -> None:
+    """COPY `rows` into the temp table `statement` names."""
+    async with cur.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def save_rejections_and_cursors(cur: Cursor, p: Prepared) -> None:
+    """The batch's rejections (each stored once) and its sources' positions, last in the transaction."""
+    if p.rejections:
+        await copy_rows(cur, sql.COPY_REJECTIONS, p.rejections)
+        await cur.execute(sql.INSERT_REJECTIONS)
+    for source, (cursor, event_time) in p.cursors.items():
+        await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
