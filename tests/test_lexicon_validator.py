@@ -150,6 +150,7 @@ VALID_VARIANTS: list[tuple[str, list[tuple[Path_, Any]]]] = [
     ("track", [(("audioBlob",), {"cid": BLOB_CID, "mimeType": "audio/flac"})]),
     ("track", [(("audioBlob", "mimeType"), "Audio/MPEG; codecs=mp3")]),
     ("track", [(("audioBlob", "size"), 104_857_600)]),  # exactly maxSize
+    ("track", [(("duration",), 180.0), (("audioBlob", "size"), 12345.0)]),  # JSON integers written as floats
     # open union: a $type we have no lexicon for is tolerated
     ("track", [(("labels",), {"$type": "com.example.labels#custom", "anything": [1, 2]})]),
     ("track", [(("labels", "values"), [{"val": f"v{i}"} for i in range(10)])]),
@@ -206,7 +207,10 @@ INVALID_CASES: list[tuple[str, list[tuple[Path_, Any]], str, str]] = [
     ("track", [(("title",), ["a"])], "title", "type"),
     ("track", [(("duration",), "245")], "duration", "type"),
     ("track", [(("duration",), True)], "duration", "type"),  # bool is not an integer
-    ("track", [(("duration",), 245.0)], "duration", "type"),  # no floats in the data model
+    ("track", [(("duration",), 245.5)], "duration", "type"),  # no floats in the data model (245.0 is 245)
+    ("track", [(("audioBlob", "size"), 0)], "audioBlob.size", "type"),  # positive, non-zero
+    ("track", [(("audioBlob", "extra"), 1)], "audioBlob", "type"),  # exactly four keys
+    ("track", [(("audioBlob", "ref", "$link"), BLOB_CID[:-1])], "audioBlob.ref.$link", "format:cid"),
     ("track", [(("duration",), 2**63)], "duration", "type"),  # beyond 64 bits
     ("track", [(("features",), {"did": OTHER_DID})], "features", "type"),
     ("track", [(("features", 1), OTHER_DID)], "features[1]", "type"),
@@ -588,7 +592,6 @@ BLOB = {"$type": "blob", "ref": {"$link": BLOB_CID}, "mimeType": "image/png", "s
         {"raw": {"$bytes": "AAECAw=="}, "any": {}},
         {"tags": ["x"], "pick": {"$type": "test.kitchen.sink#a", "x": 1}},
         {"pick": {"$type": "test.kitchen.other", "y": "hi"}},
-        {"pick": {"$type": "test.kitchen.other#main", "y": "hi"}},
         {"open": {"$type": "somebody.else.thing", "x": "not checked"}},
         {"tok": "test.kitchen.sink#flavor", "other": {"y": "ok"}},
         {"image": {**BLOB, "mimeType": "image/jpeg"}, "file": {**BLOB, "mimeType": "application/x-anything"}},
@@ -635,6 +638,7 @@ def test_kitchen_valid(kitchen: Validator, fields: dict[str, Any]) -> None:
         ({"tags": []}, "tags", "minLength"),
         ({"tags": ["a", 2]}, "tags[1]", "type"),
         ({"pick": {"$type": "somebody.else.thing"}}, "pick.$type", "closed"),
+        ({"pick": {"$type": "test.kitchen.other#main", "y": "hi"}}, "pick.$type", "closed"),  # bare NSID only
         ({"pick": {"$type": "test.kitchen.sink#a"}}, "pick.x", "required"),
         ({"pick": {"$type": "test.kitchen.other", "y": "long"}}, "pick.y", "maxLength"),
         ({"open": {"$type": "test.kitchen.sink#a", "x": "1"}}, "open.x", "type"),

@@ -15,7 +15,15 @@ Semantics follow https://atproto.com/specs/lexicon:
 - `knownValues` is advisory, any string is accepted;
 - string `maxLength`/`minLength` count UTF-8 bytes, `maxGraphemes`/`minGraphemes` extended grapheme
   clusters; array `maxLength`/`minLength` count items; bytes `maxLength`/`minLength` count decoded bytes;
-- integers are 64-bit signed; booleans and floats are not integers.
+- integers are 64-bit signed; booleans are not integers. A JSON number with a zero fraction (`180.0`) is
+  the integer 180, as the interop data-model vectors have it; any other fraction is refused;
+- a CID link (`{"$link": ...}`, a blob's `ref`) must decode as a CIDv1 (`links.is_link`);
+- a blob has exactly its four keys, a non-empty `mimeType` and a positive `size`; a legacy blob exactly
+  `cid` and `mimeType`, its CID decodable;
+- a union member names a main def by its bare NSID; the `#main` spelling is refused.
+
+Where this departs from the reference implementation (`@atproto/lexicon`), the written spec is followed;
+each such case is listed, with its reason, in docs/lexicon-conformance.md.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import msgspec
 import regex
 
 from indexer.atproto.lexicon.formats import FORMATS
+from indexer.atproto.lexicon.links import is_legacy_cid, is_link
 from indexer.atproto.lexicon.loader import Document, LexiconError, load_documents
 from indexer.atproto.syntax import is_cid, is_nsid, is_record_key, is_tid
 
@@ -218,7 +227,9 @@ def _integer(d: Document, where: str) -> Check:
     def check(v: Any) -> _Err | None:
         # `type(...) is int` rather than isinstance: bool is a subclass of int.
         if type(v) is not int:
-            return _Err("type", "must be an integer")
+            v = _integral(v)
+            if v is None:
+                return _Err("type", "must be an integer")
         if v < lo or v > hi:
             return out_of_range(v)
         if has_value_rules:
@@ -229,6 +240,14 @@ def _integer(d: Document, where: str) -> Check:
         return None
 
     return check
+
+
+def _integral(v: Any) -> int | None:
+    """A JSON number written with a zero fraction (`180.0`, `1e3`) is an integer in the data model; msgspec
+    hands it over as a float. Anything else is not an integer."""
+    if type(v) is float and v.is_integer():
+        return int(v)
+    return None
 
 
 def _boolean(d: Document, where: str) -> Check:
@@ -263,8 +282,8 @@ def _cid_link(d: Document, where: str) -> Check:
         link = v.get("$link")
         if not isinstance(link, str):
             return _Err("type", 'must be a CID link ({"$link": cid})')
-        if not is_cid(link):
-            return _Err("format:cid", f"must be a valid cid, got {_show(link)}").at("$link")
+        if not is_link(link):
+            return _Err("format:cid", f"must be a CID, got {_show(link)}").at("$link")
         return None
 
     return check
@@ -324,26 +343,32 @@ def _blob(d: Document, where: str) -> Check:
         if not isinstance(v, dict):
             return _Err("type", bad_shape)
         kind = v.get("$type")
+        size: int | None
         if kind == "blob":
             ref = v.get("ref")
             if not isinstance(ref, dict) or len(ref) != 1 or not isinstance(ref.get("$link"), str):
                 return _Err("type", 'must be a CID link ({"$link": cid})').at("ref")
-            if not is_cid(ref["$link"]):
-                return _Err("format:cid", f"must be a valid cid, got {_show(ref['$link'])}").at("$link").at("ref")
-            size = v.get("size")
-            if type(size) is not int or size < 0:
-                return _Err("type", "must be a non-negative integer").at("size")
+            if not is_link(ref["$link"]):
+                return _Err("format:cid", f"must be a CID, got {_show(ref['$link'])}").at("$link").at("ref")
+            raw_size = v.get("size")
+            size = raw_size if type(raw_size) is int else _integral(raw_size)
+            # The data model: "size (integer, required, positive, non-zero)".
+            if size is None or size <= 0 or size > _INT64_MAX:
+                return _Err("type", "must be a positive integer").at("size")
         elif kind is None and "cid" in v:
-            # Legacy blob form, still found in old records: no size, CID as a plain string.
+            # Legacy blob form, still found in old records: a CID string and a MIME type, no size.
             cid = v.get("cid")
-            if not isinstance(cid, str) or not is_cid(cid):
-                return _Err("format:cid", f"must be a valid cid, got {_show(cid)}").at("cid")
+            if not isinstance(cid, str) or not is_cid(cid) or not is_legacy_cid(cid):
+                return _Err("format:cid", f"must be a CID, got {_show(cid)}").at("cid")
             size = None
         else:
             return _Err("type", bad_shape)
         mime = v.get("mimeType")
         if not isinstance(mime, str) or not mime:
             return _Err("type", "must be a non-empty string").at("mimeType")
+        # Exactly those keys (four, or two for the legacy form), as both reference implementations read a blob.
+        if len(v) != (2 if size is None else 4):
+            return _Err("type", "must have no keys besides $type, ref, mimeType and size (cid, mimeType if legacy)")
         if not accept_all and not mime_ok(mime):
             return _Err("accept", f"must match one of {accept_text}, got {_show(mime)}").at("mimeType")
         if max_size is not None and size is not None and size > max_size:
@@ -519,10 +544,9 @@ class _Compiler:
         for ref in refs:
             target, name = self.resolve(ref, nsid, where)
             member = self.named(target, name, where)
-            # "$type" names a main def by its bare NSID; accept the explicit "#main" spelling too.
-            table[f"{target}#{name}"] = member
-            if name == "main":
-                table[target] = member
+            # "$type" names a main def by its bare NSID only: the spec calls the "#main" spelling invalid in
+            # data (the reference accepts it; docs/lexicon-conformance.md).
+            table[target if name == "main" else f"{target}#{name}"] = member
         listed = ", ".join(refs)
 
         def check(v: Any) -> _Err | None:
