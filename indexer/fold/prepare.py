@@ -158,8 +158,11 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
     if rkey is None or not is_record_key(rkey):
         return Rejected(rejection(ev, "invalid_rkey", f"not a record key: {rkey!r}"))
     dedup = _digest(ev.did, collection, rkey, rev, op)
+    event_time = _commit_time(ev)
     if op == "delete":
-        return _row(ord_, ev, "commit", dedup, operation=op, collection=collection, rkey=rkey, rev=rev)
+        return _row(
+            ord_, ev, "commit", dedup, operation=op, collection=collection, rkey=rkey, rev=rev, event_time=event_time
+        )
     record = ev.record
     if record is None or not isinstance(record, dict):
         return Rejected(rejection(ev, "missing_record", f"{op} without a record"))
@@ -185,6 +188,7 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
         record=record_json.decode(),
         invalid=None if invalid is None else str(invalid),
         created_at=parse_datetime(record.get("createdAt")),
+        event_time=event_time,
     )
     if invalid is not None:
         return Rejected(rejection(ev, "invalid_record", str(invalid)), event_row=row)
@@ -213,11 +217,30 @@ class Prepared:
     checkpoints: int = 0
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _event_time(item: Item) -> dt.datetime | None:
     time_us = getattr(item, "time_us", None)
     if isinstance(time_us, int) and 0 < time_us < 253402300799_000000:
-        return dt.datetime.fromtimestamp(time_us / 1e6, tz=dt.UTC)
+        # Exact to the microsecond (a float division is not, for today's timestamps).
+        return _EPOCH + dt.timedelta(microseconds=time_us)
     return None
+
+
+# How far ahead of our clock a commit's network time may be and still be believed (clocks drift a little).
+MAX_CLOCK_AHEAD = dt.timedelta(minutes=10)
+
+
+def _commit_time(ev: Event) -> dt.datetime | None:
+    """The network's time for a commit (Jetstream `time_us`, the firehose commit's `time`), which orders the
+    record in feeds (see `ARRIVAL` in indexer/fold/collections/projection.py). None when the source gives none
+    (backfill) or when it lies in the future: a source that could claim one (a PDS followed directly sets its own
+    `time`) would otherwise rank its records above everything that arrives later, for as long as that lasts."""
+    at = _event_time(ev)
+    if at is None or at > dt.datetime.now(dt.UTC) + MAX_CLOCK_AHEAD:
+        return None
+    return at
 
 
 class Preparer:

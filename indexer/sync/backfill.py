@@ -8,6 +8,11 @@ so the fold's "highest rev wins" rule makes the index equal the repo as of that 
 older than it is refused afterwards. The handle the DID document claims is recorded with an identity event
 when it differs from ours (the handle verifier of the writer decides whether it counts).
 
+A repo carries no network time per record, so these events have no `time_us` (no `events.event_time`): in the
+feeds a backfilled record arrives when it is folded, and sorts by its `createdAt` capped at that moment (see
+`SORT_AT` in indexer/fold/collections/projection.py). The commit's rev is not used instead: it is one time for
+the whole repo, and the PDS alone vouches for it.
+
 Which repos are to be fetched lives in `repo_sync` (see `indexer/sync/marks.py`): a repo is done once its
 events are committed, so a killed backfill resumes with the repos it had not finished.
 
