@@ -2,8 +2,9 @@
 `status --check`, the ingest health verdict.
 
 The state hash is a digest over the logical content of the projections (which records are indexed, at which
-CID, with which counts, whose handle and status), leaving out what legitimately differs between two indexes
-of the same data: event ids, revs (backfill sees one commit rev for a whole repo) and indexing times.
+CID, with which counts, whose handle and status, what the operator took down), leaving out what legitimately
+differs between two indexes of the same data: event ids, revs (backfill sees one commit rev for a whole repo)
+and indexing times.
 
 `sources` are the live sources with the connection state the indexer reports for each host
 (indexer/source_status.py); `replays` the capture replays, apart. `check()` reads only those (never the
@@ -21,7 +22,8 @@ from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, IngestState, iso_time
 
 # One query per projection, each yielding one text line per row.
 _HASHED: dict[str, str] = {
-    "actors": "SELECT concat_ws('|', did, coalesce(handle, ''), status, active::text) FROM actors",
+    "actors": "SELECT concat_ws('|', did, coalesce(handle, ''), status, active::text, taken_down::text) FROM actors",
+    "takedowns": "SELECT concat_ws('|', did, collection, rkey, coalesce(reason, '')) FROM takedowns WHERE applied",
     "tracks": "SELECT concat_ws('|', uri, cid, like_count, comment_count) FROM tracks",
     "likes": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM likes",
     "comments": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM comments",

@@ -30,6 +30,7 @@ from appview.cli.commands import (
     replay,
     serve,
     status,
+    takedown,
     up,
 )
 from appview.cli.runtime import Interrupted
@@ -52,6 +53,7 @@ COMMANDS: tuple[Command, ...] = (
     status.COMMAND,
     convert.COMMAND,
     audit_audio.COMMAND,
+    takedown.COMMAND,
 )
 
 

@@ -7,7 +7,8 @@ them for the README): the summary is the lexicon description's first sentence an
 it, and the responses list every error the method can answer, each with its status and its XRPC error names
 (`x-xrpc-errors`): the lexicon's own, `InvalidRequest` for a malformed request, the service-auth errors where a
 token is optional (queries) or required (procedures), and 304 for a conditional read. Methods without a lexicon
-here (`_health`, the com.atproto.repo write proxy) are described by `_BUILT_IN`.
+here (`_health`, the com.atproto.repo write proxy, the com.atproto.admin takedown routes) are described by
+`_BUILT_IN`.
 """
 
 from __future__ import annotations
@@ -62,10 +63,27 @@ _PROXIED = {
     "applyWrites": "Apply several fm.plyr writes to the caller's repo in one commit.",
     "uploadBlob": "Upload a blob (audio, artwork) to the caller's PDS.",
 }
+_ADMIN = (
+    "Operator only: HTTP Basic `admin:<PLYR_APPVIEW_ADMIN_PASSWORD>` (com.atproto lexicon; see docs/moderation.md)."
+)
+_ADMIN_ERRORS: dict[int, tuple[tuple[str, ...], str]] = {
+    400: (("InvalidRequest",), "The subject is malformed or names nothing that can be taken down."),
+    401: (("AuthRequired",), "No admin credentials or wrong ones, or no admin password is configured."),
+}
 # XRPC methods without a lexicon in lexicons/: (description, errors by status with their meaning).
 _BUILT_IN: dict[str, tuple[str, dict[int, tuple[tuple[str, ...], str]]]] = {
     "_health": ("Whether the database is reachable, and how far behind each ingest source is.", {}),
     **{f"com.atproto.repo.{m}": (f"{text} {_WRITE_PROXY}", _PROXY_ERRORS) for m, text in _PROXIED.items()},
+    "com.atproto.admin.updateSubjectStatus": (
+        "Take an account, a record or an uploaded audio object down, or restore it, at once and everywhere;"
+        f" `takedown.ref` is kept as the reason. {_ADMIN}",
+        _ADMIN_ERRORS,
+    ),
+    "com.atproto.admin.getSubjectStatus": (
+        "Whether an account (`did`), a record (`uri`) or an uploaded audio object (`did` and `blob`) is taken"
+        f" down. {_ADMIN}",
+        _ADMIN_ERRORS,
+    ),
 }
 # Responses a built-in method answers beyond what its handler declares.
 _EXTRA_RESPONSES: dict[str, dict[str, dict[str, Any]]] = {

@@ -6,6 +6,8 @@ does not depend on how events are cut into batches:
 - a record's state is the maximum (rev, op) over all its events: deletes (op 2) are tombstones kept forever,
   and an event whose rev is not newer than the stored one changes nothing;
 - an actor's handle and status are the maximum (event time, seq, event id) over its identity/account events;
+- an operator's takedown of a subject is its latest `takedown` event in log order (applied or undone); a
+  taken-down record or account leaves the projections like a deleted one and comes back on undo;
 - projections are a function of that state: each batch recomputes exactly the rows whose inputs changed;
   like/comment counts move by the exact delta of the rows changed, and a track (re)projected in the batch is
   counted in full, whichever side (like or track) arrived last.
@@ -36,7 +38,8 @@ _TEMP_TABLES = {
         event_time timestamptz
     """,
     "fold_changed": 'did text, collection text, rkey text COLLATE "C", PRIMARY KEY (did, collection, rkey)',
-    "fold_status": "did text PRIMARY KEY, deleted_changed boolean NOT NULL, active_changed boolean NOT NULL",
+    # reproject: all the DID's records (account deleted or taken down, or back); active_changed: its rows flip.
+    "fold_status": "did text PRIMARY KEY, reproject boolean NOT NULL, active_changed boolean NOT NULL",
     "fold_deltas": "uri text, likes int, comments int",
     "fold_new_tracks": "uri text PRIMARY KEY",
 }
@@ -121,7 +124,7 @@ FROM events WHERE id > %(after)s AND id <= %(upto)s
 """
 
 ENSURE_ACTORS = """
-INSERT INTO actors (did) SELECT DISTINCT did FROM fold_batch ORDER BY did ON CONFLICT (did) DO NOTHING
+INSERT INTO actors (did) SELECT DISTINCT did FROM fold_batch WHERE did <> '' ORDER BY did ON CONFLICT (did) DO NOTHING
 """
 
 _NEWER = """(coalesce({n}.event_time, '-infinity'), coalesce({n}.seq, -1), {n}.id)
@@ -153,7 +156,7 @@ WITH n AS (
     RETURNING a.did, old.status AS old_status, a.status AS new_status,
               old.active AS old_active, a.active AS new_active
 )
-INSERT INTO fold_status (did, deleted_changed, active_changed)
+INSERT INTO fold_status (did, reproject, active_changed)
 SELECT did, (old_status = 'deleted') <> (new_status = 'deleted'), old_active <> new_active
 FROM upd WHERE old_status <> new_status OR old_active <> new_active
 """
@@ -174,11 +177,46 @@ WITH n AS (
 INSERT INTO fold_changed (did, collection, rkey) SELECT did, collection, rkey FROM up
 """
 
-# An account entering or leaving `deleted` removes or restores all its projection rows.
+# Takedowns are the operator's events (kind `takedown`, indexer/moderation/takedowns.py), ordered by their place
+# in the log: a subject's latest wins. The records they name are re-projected (the projections' `live()` leaves
+# out what is taken down); an account's flag flips and all its records are re-projected, as when an account
+# is deleted. Re-projecting recounts exactly: the like/comment rows leave with deltas and a track returns
+# counted in full, so an undo restores every count.
+FOLD_TAKEDOWNS = """
+WITH n AS (
+    SELECT DISTINCT ON (b.did, b.collection, b.rkey) b.did, b.collection, b.rkey, b.op < 2 AS applied, b.id,
+           b.event_time
+    FROM (SELECT did, coalesce(collection, '') AS collection, coalesce(rkey, '') AS rkey, op, id, event_time
+          FROM fold_batch WHERE kind = 'takedown') b
+    ORDER BY b.did, b.collection, b.rkey, b.id DESC
+), up AS (
+    INSERT INTO takedowns AS t (did, collection, rkey, applied, reason, event_id, updated_at)
+    SELECT n.did, n.collection, n.rkey, n.applied, e.record->>'reason', n.id, coalesce(n.event_time, e.received_at)
+    FROM n JOIN events e ON e.id = n.id
+    ORDER BY n.did, n.collection, n.rkey
+    ON CONFLICT (did, collection, rkey) DO UPDATE
+        SET applied = excluded.applied, reason = excluded.reason, event_id = excluded.event_id,
+            updated_at = excluded.updated_at
+        WHERE excluded.event_id > t.event_id
+    RETURNING t.did, t.collection, t.rkey, t.applied
+), accounts AS (
+    UPDATE actors a SET taken_down = up.applied FROM up
+    WHERE up.collection = '' AND a.did = up.did AND a.taken_down <> up.applied
+    RETURNING a.did
+), reproject AS (
+    INSERT INTO fold_status (did, reproject, active_changed) SELECT did, true, false FROM accounts
+    ON CONFLICT (did) DO UPDATE SET reproject = true
+)
+INSERT INTO fold_changed (did, collection, rkey)
+SELECT did, collection, rkey FROM up WHERE collection NOT IN ('', 'blob')
+ON CONFLICT DO NOTHING
+"""
+
+# An account entering or leaving `deleted` or a takedown removes or restores all its projection rows.
 CHANGED_BY_STATUS = """
 INSERT INTO fold_changed (did, collection, rkey)
 SELECT r.did, r.collection, r.rkey FROM records r JOIN fold_status s ON s.did = r.did
-WHERE s.deleted_changed
+WHERE s.reproject
 ON CONFLICT DO NOTHING
 """
 
@@ -218,6 +256,8 @@ FOLD = (
     FOLD_IDENTITY,
     FOLD_ACCOUNT,
     FOLD_RECORDS,
+    # After the records: a record and its takedown may share a batch, and both list it in `fold_changed`.
+    FOLD_TAKEDOWNS,
     CHANGED_BY_STATUS,
     *PROJECT,
     *STATUS_FLIPS,

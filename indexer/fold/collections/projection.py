@@ -24,14 +24,18 @@ class Collection:
     counted: bool = False
 
 
-# Rows to (re)project: live, valid, author not deleted. Deactivated/taken-down authors keep their rows (hidden
-# at read time and excluded from counts) so reactivation shows them again without a refold.
+# Rows to (re)project: live, valid, author not deleted, neither the record nor its account taken down by the
+# operator. Authors deactivated or taken down by their host keep their rows (hidden at read time and excluded
+# from counts) so reactivation shows them again without a refold.
 _LIVE = """
 FROM fold_changed c
 JOIN records r ON r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
 JOIN events e ON e.id = r.event_id
 JOIN actors a ON a.did = r.did{extra}
 WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
+  AND NOT a.taken_down
+  AND NOT EXISTS (SELECT 1 FROM takedowns k
+                  WHERE k.did = r.did AND k.collection = r.collection AND k.rkey = r.rkey AND k.applied)
 """
 
 
@@ -45,8 +49,14 @@ def uri(nsid: str) -> str:
     return f"'at://' || r.did || '/{nsid}/' || r.rkey"
 
 
-# The time a row sorts by: its claimed creation time, never later than when we first saw it.
-SORT_AT = "least(coalesce(e.created_at, e.received_at), e.received_at)"
+# When the network delivered the record's version: the source's event time (Jetstream `time_us`, the firehose
+# commit's `time`), kept in the log with the event; the local receive time only for events that carry none
+# (backfill, events logged before event times were kept). Taken from the log, never from the clock of the fold,
+# so a replay of a capture into another database, or a rebuild, gives every row the same time as live ingest.
+ARRIVAL = "coalesce(e.event_time, e.received_at)"
+# The time a row sorts by: its claimed creation time, never later than its arrival (a future `createdAt` does
+# not lift a record above what arrived after it).
+SORT_AT = f"least(coalesce(e.created_at, {ARRIVAL}), {ARRIVAL})"
 
 
 def delete(table: str, nsid: str) -> str:

@@ -1,0 +1,1 @@
+"""What the operator decides about content: takedowns (takedowns.py)."""
