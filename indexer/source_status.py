@@ -52,7 +52,7 @@ from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["jetstream", "jetstream-v2", "firehose"]
+SourceKind = Literal["jetstream", "jetstream-v2", "firehose", "labeler"]
 REPLAY_PREFIX: Final = "replay:"
 ERROR_CHARS: Final = 500
 # How often the recorder touches its rows between transitions, and after how long without a touch a reader
@@ -479,8 +479,9 @@ class IngestState(msgspec.Struct, frozen=True):
 
     def problem(self, max_lag: float = DEFAULT_MAX_LAG_SECONDS) -> str | None:
         """None when ingest is up: at least one followed source connected, and the newest event committed by a
-        followed source at most `max_lag` seconds old. Otherwise one line saying why not."""
-        followed = self.followed
+        followed source at most `max_lag` seconds old. Otherwise one line saying why not. Labelers (`labeler:`
+        sources) count neither way: labels are not ingest."""
+        followed = [s for s in self.followed if not s.source.startswith("labeler:")]
         if not followed:
             return "no live source has reported its state (is the indexer running?)"
         if not any(s.connected for s in followed):

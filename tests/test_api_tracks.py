@@ -60,7 +60,10 @@ async def test_get_track_full_view(db_url: str, validator: Validator) -> None:
         "mp3",
     )
     assert t["features"] == [{"did": BOB}]
-    assert t["labels"]["values"] == [{"val": "nudity"}]
+    # A self-label becomes a label of the author on the record (com.atproto.label.defs#label).
+    assert t["labels"] == [
+        {"src": ALICE, "uri": turi(ALICE, 1), "cid": t["cid"], "val": "nudity", "cts": "2025-06-15T15:06:40.000Z"}
+    ]
     assert t["imageUrl"] == "https://img.example.com/c.jpg"
     assert t["description"] == "liner notes"
     assert t["audio"] == {"url": f"https://api.plyr.test/audio/{ALICE}/{tid(1)}", "source": "url"}

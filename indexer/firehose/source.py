@@ -354,7 +354,7 @@ class FirehoseSource:
                 n = await self._mark_known("outdated_cursor")
                 log.warning("firehose cursor outdated; known repos marked for resync", extra={"repos": n})
             else:
-                log.info("firehose info", extra={"source": self.source, "name": c.name, "detail": c.message})
+                log.info("firehose info", extra={"source": self.source, "info": c.name, "detail": c.message})
             return cp
         if c.kind == "error":
             if c.name == "FutureCursor":

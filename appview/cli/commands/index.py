@@ -18,6 +18,7 @@ from indexer.firehose.source import FirehoseError, is_firehose_url, parse_fireho
 from indexer.fold.writer import BatchWriter
 from indexer.ingest import follow_firehose, follow_jetstream
 from indexer.jetstream.source import parse_endpoint
+from indexer.labels.source import follow_labelers
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from indexer.sync.introduce import introduce_forever
@@ -72,6 +73,17 @@ async def index(settings: Settings, url: str, metrics: Metrics, sources: list[st
             tg.create_task(_follow_firehose(settings, url, writer, metrics, sources[0]))
         else:
             tg.create_task(follow_jetstream(settings, url, writer, metrics, sources))
+        if settings.labelers:
+            # Moderation labels of the configured labelers, each stream with its own cursor (indexer/labels).
+            tg.create_task(
+                follow_labelers(
+                    url,
+                    settings.labelers,
+                    plc_url=settings.plc_url,
+                    allow_private_hosts=settings.allow_private_hosts,
+                    metrics=metrics,
+                )
+            )
         if settings.resolve_identities:
             tg.create_task(_introduce_actors(settings, url, metrics))
         if settings.reconcile_minutes > 0:
