@@ -4,6 +4,12 @@ With the local backend the file is served here, with HTTP Range (one range per r
 gets the whole file, as RFC 9110 allows), `ETag` = the digest and immutable caching: the bytes behind a digest
 never change. With S3 the client is redirected (307) to the bucket's public URL or a presigned GET, so the
 address in records survives a change of storage.
+
+An object whose uploader published it only in supporter-gated tracks is gated like those tracks (`/audio`): it is
+served only to a request signed by the uploader or a proven supporter of theirs, privately (no shared caching).
+Only the uploader's own tracks count, so nobody can open or close someone else's upload by naming it in a record
+of theirs; an object no track of its uploader names yet (just uploaded) is not gated. With `S3_PUBLIC_URL` the
+bucket itself is public: gating then holds only for this address, not for the bucket's.
 """
 
 from __future__ import annotations
@@ -21,15 +27,41 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from appview.audio.gate import gate_type
 from appview.context import AppContext
 from appview.http import XrpcError
+from appview.moderation import refuse_taken_down_audio
+from appview.routes.audio import GATE_RESPONSES, admit_gated
+from appview.rules import PRIVATE
 from appview.views import ErrorOutput
+from indexer.audio.refs import REF_PREDICATE, REF_SHA
 from indexer.audio.store import audio_key
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _SHA = re.compile(r"[0-9a-fA-F]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CHUNK = 256 * 1024
+
+# The gates of the uploader's own tracks naming the object (the index on the reference, migration 0005).
+_UPLOADER_GATES = f"""
+SELECT t.did, (e.record->'supportGate')::text
+FROM tracks t JOIN events e ON e.id = t.event_id
+WHERE {REF_PREDICATE.replace("%", "%%")} AND {REF_SHA} = %(sha)s
+  AND t.did = (SELECT uploaded_by FROM audio_objects WHERE sha256 = %(sha)s)
+"""
+
+
+async def object_gate(ctx: AppContext, sha256: str) -> tuple[str, str] | None:
+    """(uploader, gate) when the object is gated: every track of its uploader naming it carries a
+    `supportGate`, and there is at least one. Tracks of deactivated accounts count: hiding an account must not
+    open its gated audio."""
+    async with ctx.pool.connection() as conn:
+        cur = await conn.execute(_UPLOADER_GATES, {"sha": sha256})
+        found = [(str(did), gate) for did, gate in await cur.fetchall()]
+    if not found or any(gate_type(gate) is None for _, gate in found):
+        return None
+    did, gate = found[0]
+    return did, str(gate)
 
 
 class Unsatisfiable(Exception):
@@ -81,7 +113,9 @@ async def _read(path: Path, first: int, last: int) -> AsyncIterator[bytes]:
         206: ResponseSpec(data_container=bytes, description="The requested range"),
         307: ResponseSpec(data_container=None, description="Where the object plays from (S3 storage)"),
         404: ResponseSpec(data_container=ErrorOutput, description="No such object"),
+        410: ResponseSpec(data_container=ErrorOutput, description="Taken down by the operator"),
         416: ResponseSpec(data_container=ErrorOutput, description="Range past the end"),
+        **GATE_RESPONSES,
     },
 )
 async def audio_file(
@@ -90,16 +124,21 @@ async def audio_file(
     if not _SHA.fullmatch(sha256):
         raise XrpcError("NotFound", "no such audio file", status=404)
     sha = sha256.lower()
+    await refuse_taken_down_audio(ctx.pool, sha)
     stored = ctx.stored_audio
     mime = await stored.mime_type(sha)
     if mime is None:
         raise XrpcError("NotFound", "no such audio file", status=404)
+    gate = await object_gate(ctx, sha)
+    if gate is not None:
+        await admit_gated(ctx, request, *gate)
     key = audio_key(sha)
     url = await stored.store.url(key)
     if url is not None:
         # A presigned URL expires: caches may keep the redirect for a fraction of its lifetime only.
         max_age = 3600 if stored.store.url_is_public else max(0, ctx.settings.storage.url_ttl // 4)
-        return Response(b"", status_code=307, headers={"Location": url, "Cache-Control": f"public, max-age={max_age}"})
+        cache = PRIVATE if gate is not None else {"Cache-Control": f"public, max-age={max_age}"}
+        return Response(b"", status_code=307, headers={"Location": url, **cache})
     path = await stored.store.local_path(key)
     try:
         size = (await asyncio.to_thread(path.stat)).st_size if path is not None else -1
@@ -109,6 +148,8 @@ async def audio_file(
         raise XrpcError("NotFound", "no such audio file", status=404)
     etag = f'"{sha}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+    if gate is not None:
+        headers.update(PRIVATE)
     if etag in (request.headers.get("if-none-match") or ""):
         return Response(b"", status_code=304, headers=headers)
     wanted = request.headers.get("range")
