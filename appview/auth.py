@@ -1,7 +1,16 @@
 """Service auth: a PDS proxying a client's call (`atproto-proxy`) signs a short-lived JWT as the user, with
 `iss` = the user's DID, `aud` = our DID and `lxm` = the method called. A valid token makes the request a
 viewer's request (`viewer` fields); an invalid one is refused outright rather than served anonymously, so a
-client with a broken setup finds out."""
+client with a broken setup finds out.
+
+A token is good once: its `(iss, jti)` is recorded until it expires, and a second use is refused (`JwtReplayed`).
+The API records them in Postgres (`SharedReplayCache`, table `service_auth_jtis`), so a token replayed to another
+replica is refused there too; one `INSERT ... ON CONFLICT` per token decides. Only verified tokens are recorded,
+so forged ones can neither fill the table nor spend someone's jti. `ReplayCache` keeps them in the process
+instead, for a ServiceAuth used on its own.
+
+The check also settles the request's rate limit (appview/ratelimit.py): a verified token charges its DID, a
+refused one the client address."""
 
 from __future__ import annotations
 
@@ -18,7 +27,9 @@ from atproto_server.exceptions import (
     TokenInvalidIssuedAtError,
     TokenInvalidSignatureError,
 )
+from psycopg_pool import AsyncConnectionPool
 
+from appview import ratelimit
 from appview.http import XrpcError
 from indexer.atproto.identity.resolver import IdentityResolver
 from indexer.atproto.syntax import is_did
@@ -58,8 +69,7 @@ class ReplayCache:
     """`(issuer, jti)` of tokens already accepted, each kept until its `exp` (plus leeway), at most
     `max_entries` of them; when full the entry closest to expiry goes first.
 
-    It lives in one process: replicas behind a load balancer do not share it, so a token replayed to another
-    replica within its lifetime (60 s for a proxied call) is not caught there."""
+    It lives in one process: replicas do not share it (the API uses `SharedReplayCache`)."""
 
     def __init__(self, max_entries: int = REPLAY_CACHE_ENTRIES, *, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries
@@ -89,6 +99,38 @@ class ReplayCache:
         return True
 
 
+_FIRST_USE = """
+INSERT INTO service_auth_jtis AS j (issuer, jti, expires_at) VALUES (%s, %s, to_timestamp(%s))
+ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE j.expires_at < to_timestamp(%s)
+RETURNING 1
+"""
+
+
+class SharedReplayCache:
+    """`(issuer, jti)` of tokens already accepted, in Postgres (`pool` must reach the primary), each kept until its
+    `exp` (plus leeway): every replica on the database sees every other's. A row whose token has expired but that
+    `prune` has not deleted yet does not count: a new token may carry the jti again, as with `ReplayCache`."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, clock: Callable[[], float] = time.time) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    async def first_use(self, key: tuple[str, str], expires_at: float) -> bool:
+        """Record `key`; False if it was already recorded and has not expired. One statement decides, so two
+        replicas receiving the same token at once cannot both accept it."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_FIRST_USE, (key[0], key[1], expires_at, self._clock()))
+            return await cur.fetchone() is not None
+
+    async def prune(self) -> int:
+        """Delete the ids of expired tokens; the number deleted."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM service_auth_jtis WHERE expires_at < to_timestamp(%s)", (self._clock(),)
+            )
+            return cur.rowcount
+
+
 class ServiceAuth:
     def __init__(
         self,
@@ -96,7 +138,7 @@ class ServiceAuth:
         resolver: IdentityResolver,
         *,
         leeway: int = 5,
-        replay_cache: ReplayCache | None = None,
+        replay_cache: ReplayCache | SharedReplayCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.own_did = own_did
@@ -104,12 +146,27 @@ class ServiceAuth:
         self._resolver = resolver
         self._leeway = leeway
         self._clock = clock
-        self.replays = replay_cache or ReplayCache(clock=clock)
+        self.replays: ReplayCache | SharedReplayCache = replay_cache or ReplayCache(clock=clock)
 
     async def viewer(self, authorization: str | None, nsid: str) -> str | None:
-        """The viewer's DID, None for an anonymous request; raises a 401 XrpcError for a bad token."""
+        """The viewer's DID, None for an anonymous request; raises a 401 XrpcError for a bad token, and a 429
+        when the client (the DID, or for a bad token the address) is over its rate limit."""
         if authorization is None:
             return None
+        try:
+            issuer = await self._verify(authorization, nsid)
+        except XrpcError:
+            await ratelimit.charge_refused()
+            raise
+        await ratelimit.charge_verified(issuer)
+        return issuer
+
+    async def _first_use(self, key: tuple[str, str], expires_at: float) -> bool:
+        if isinstance(self.replays, ReplayCache):
+            return self.replays.first_use(key, expires_at)
+        return await self.replays.first_use(key, expires_at)
+
+    async def _verify(self, authorization: str, nsid: str) -> str:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -167,6 +224,6 @@ class ServiceAuth:
         except TokenDecodeError as exc:
             raise _refuse("BadJwt", f"malformed token: {exc}") from exc
         # Only a verified token takes a slot, so forged tokens cannot fill the cache or burn someone's jti.
-        if jti is not None and not self.replays.first_use((issuer, jti), payload.exp + self._leeway):
+        if jti is not None and not await self._first_use((issuer, jti), payload.exp + self._leeway):
             raise _refuse("JwtReplayed", "token was already used (same jti); a PDS mints one per request")
         return issuer

@@ -321,8 +321,11 @@ def _serve(url: str, sock: socket.socket, pool_size: int) -> None:
     import uvicorn
 
     from appview.app import create_app
+    from indexer.settings import Settings
 
-    app = create_app(url, pool_size=pool_size)
+    # The load comes from one address: measured, not limited.
+    settings = Settings.from_env({**os.environ, "PLYR_APPVIEW_RATE_LIMIT_READS_PER_MINUTE": "0"})
+    app = create_app(url, pool_size=pool_size, settings=settings)
     config = uvicorn.Config(app, log_config=None, access_log=False, loop="uvloop", http="httptools")
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -59,6 +59,8 @@ async def measure(db: str, writes: int, warmup: int) -> tuple[list[float], list[
             "PLC_URL": pds.plc_url,
             "PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS": "1",
             "PLYR_APPVIEW_LOG_LEVEL": "WARNING",
+            # One client writing as fast as it can: measured, not limited.
+            "PLYR_APPVIEW_RATE_LIMIT_WRITES_PER_MINUTE": "0",
         }
         server = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "appview.cli", "--database-url", db, "serve", "--port", str(port)],

@@ -36,7 +36,10 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, url: str, metrics: Metrics, host: str, port: int) -> None:
     app = create_app(url, metrics=metrics, replica_url=settings.database_replica_url, settings=settings)
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+    # proxy_headers off: the client address is the app's to derive (PLYR_APPVIEW_TRUSTED_PROXIES), never
+    # uvicorn's (which would trust X-Forwarded-For from FORWARDED_ALLOW_IPS, loopback by default).
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
+    server = _Server(config)
     log.info("serving", extra={"host": host, "port": port})
     serving = asyncio.create_task(server.serve())
     try:
