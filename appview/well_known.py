@@ -1,5 +1,10 @@
 """`/.well-known/did.json`: our did:web document. A PDS reads it to find where to proxy a client's call
-made with `atproto-proxy: <our DID>#fm_plyr_appview`."""
+made with `atproto-proxy: <our DID>#fm_plyr_appview`.
+
+The DID (`did:web:<host>`, a port's colon written `%3A`) and the service endpoint both come from our public URL
+(`PLYR_APPVIEW_PUBLIC_URL`), so the endpoint has the scheme and port clients really reach us on. A PDS built on
+`@atproto/identity` fetches a did:web document over https, except on the host name `localhost`, where it uses
+http: a plain-http deployment is reachable through a PDS only as `http://localhost[:port]`."""
 
 from __future__ import annotations
 

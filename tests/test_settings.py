@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,62 @@ def test_the_command_line_refuses_a_bad_value_in_one_line() -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: PLYR_APPVIEW_PORT='abc' is not a whole number; unset it for 8080"
+
+
+@pytest.mark.parametrize(
+    ("env", "origin", "did"),
+    [
+        ({}, "http://localhost", "did:web:localhost"),
+        ({"PLYR_APPVIEW_PUBLIC_HOST": "api.plyr.fm"}, "https://api.plyr.fm", "did:web:api.plyr.fm"),
+        ({"PLYR_APPVIEW_PUBLIC_HOST": "localhost:8080"}, "http://localhost:8080", "did:web:localhost%3A8080"),
+        ({"PLYR_APPVIEW_PUBLIC_HOST": "127.0.0.1:9"}, "http://127.0.0.1:9", "did:web:127.0.0.1%3A9"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "http://localhost:8080"}, "http://localhost:8080", "did:web:localhost%3A8080"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://API.plyr.fm:443/"}, "https://api.plyr.fm", "did:web:api.plyr.fm"),
+        (
+            {"PLYR_APPVIEW_PUBLIC_URL": "https://api.plyr.fm:8443"},
+            "https://api.plyr.fm:8443",
+            "did:web:api.plyr.fm%3A8443",
+        ),
+        (
+            {"PLYR_APPVIEW_PUBLIC_URL": "http://localhost:8080", "PLYR_APPVIEW_PUBLIC_HOST": "LOCALHOST:8080"},
+            "http://localhost:8080",
+            "did:web:localhost%3A8080",
+        ),
+    ],
+)
+def test_public_url_gives_the_did_endpoint_and_links(env: dict[str, str], origin: str, did: str) -> None:
+    from indexer.audio.refs import audio_url, own_sha256
+
+    s = Settings.from_env(env)
+    assert (s.public_origin, s.service_endpoint, s.did) == (origin, origin, did)
+    sha = "ab" * 32
+    url = audio_url(s.public_origin, sha)
+    assert url == f"{origin}/audio-files/{sha}"
+    assert own_sha256(url, s.public_origin) == sha
+    # Another scheme or port is somebody else's origin.
+    other_scheme = url.replace("http://", "https://") if origin.startswith("http:") else url.replace("https:", "http:")
+    assert own_sha256(other_scheme, s.public_origin) is None
+    assert own_sha256(url.replace(s.public_host, f"{s.public_host.split(':')[0]}:1"), s.public_origin) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"PLYR_APPVIEW_PUBLIC_URL": "ftp://api.plyr.fm"}, "PLYR_APPVIEW_PUBLIC_URL='ftp://api.plyr.fm' must be http"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "api.plyr.fm"}, "PLYR_APPVIEW_PUBLIC_URL='api.plyr.fm' must be http"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://api.plyr.fm/x"}, "no path, query or fragment"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://api.plyr.fm?x=1"}, "no path, query or fragment"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://api.plyr.fm#x"}, "no path, query or fragment"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://u:p@api.plyr.fm"}, "must not carry credentials"),
+        ({"PLYR_APPVIEW_PUBLIC_URL": "https://api.plyr.fm:99999"}, "PLYR_APPVIEW_PUBLIC_URL="),
+        (
+            {"PLYR_APPVIEW_PUBLIC_URL": "http://localhost:8080", "PLYR_APPVIEW_PUBLIC_HOST": "localhost"},
+            "name different hosts",
+        ),
+        ({"PLYR_APPVIEW_PUBLIC_HOST": "api.plyr.fm/x"}, "PLYR_APPVIEW_PUBLIC_HOST="),
+        ({"PLYR_APPVIEW_PUBLIC_HOST": "api.plyr.fm:port"}, "PLYR_APPVIEW_PUBLIC_HOST="),
+    ],
+)
+def test_a_wrong_public_url_is_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        Settings.from_env(env)

@@ -165,7 +165,7 @@ def batch_writer(settings: Settings, url: str, metrics: Metrics, batch_size: int
         verifier=handle_verifier(settings),
         batch_size=batch_size or settings.batch_size,
         batch_seconds=settings.batch_seconds,
-        own_audio_host=settings.public_host,
+        own_audio_host=settings.public_origin,
     )
 
 

@@ -30,7 +30,7 @@ def open_write_proxy(
     return WriteProxy(
         resolver=resolver,
         read_pool=read_pool,
-        fold=ProxyFold(database_url, validator=validator, metrics=metrics, own_audio_host=settings.public_host),
+        fold=ProxyFold(database_url, validator=validator, metrics=metrics, own_audio_host=settings.public_origin),
         validator=validator,
         metrics=metrics,
         guard=NetGuard(allow_private=settings.allow_private_hosts),

@@ -1,9 +1,11 @@
 """Which stored audio objects records point at.
 
-An uploaded object is addressed as `https://<public host>/audio-files/<sha256>` (the `audioUrl` upload returns).
+An uploaded object is addressed as `<our origin>/audio-files/<sha256>` (the `audioUrl` upload returns), the
+origin being `PLYR_APPVIEW_PUBLIC_URL` (`Settings.public_origin`). The functions below take that origin, or a
+bare `host[:port]`, read as `indexer.settings.public_origin` reads it (https, http on a loopback host).
 Two readings of a track's audioUrl:
-- *own*: exactly our origin and that path: the object must exist (playback, the ingest flag, the audit's
-  dangling list);
+- *own*: exactly our origin (scheme, host and port; a default port may be written or not) and that path: the
+  object must exist (playback, the ingest flag, the audit's dangling list);
 - *reference*: that path on any host. Reference counts use this wider reading: a foreign host that happens to
   use the same path only makes us keep an object longer, never delete a live one.
 
@@ -18,8 +20,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from indexer.settings import public_origin
+
 AUDIO_FILES = "/audio-files/"
 _SHA = re.compile(r"[0-9a-fA-F]{64}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # The referenced digest of a track row, and the predicate of the partial index on it.
 # (The 64 characters after the first `/audio-files/`; anything that is not a digest matches no object.)
@@ -32,24 +37,34 @@ REFERENCED = f"SELECT EXISTS (SELECT 1 FROM tracks WHERE {REF_PREDICATE.replace(
 ALL_REFERENCES = f"SELECT DISTINCT {REF_SHA} FROM tracks WHERE {REF_PREDICATE} AND {REF_SHA} IS NOT NULL"
 
 
-def own_origin(public_host: str) -> str:
-    return f"https://{public_host.lower()}"
+def own_origin(own: str) -> str:
+    """Our origin, `scheme://host[:port]` in lower case, from an origin or a bare `host[:port]`."""
+    own = own.strip().rstrip("/").lower()
+    return own if "://" in own else public_origin(own)
 
 
-def audio_url(public_host: str, sha256: str) -> str:
-    return f"{own_origin(public_host)}{AUDIO_FILES}{sha256}"
+def audio_url(own: str, sha256: str) -> str:
+    return f"{own_origin(own)}{AUDIO_FILES}{sha256}"
 
 
-def own_sha256(url: str | None, public_host: str) -> str | None:
+def _site(scheme: str, netloc: str) -> tuple[str, str]:
+    """(scheme, netloc) with the scheme's default port dropped, so `https://h:443` and `https://h` compare equal."""
+    scheme = scheme.lower()
+    netloc = netloc.lower()
+    port = _DEFAULT_PORTS.get(scheme)
+    return scheme, netloc.removesuffix(f":{port}") if port else netloc
+
+
+def own_sha256(url: str | None, own: str) -> str | None:
     """The digest of an audioUrl addressing our own stored audio, else None."""
     if not url:
         return None
     try:
         parts = urlsplit(url)
-        netloc = parts.netloc.lower()
+        ours = urlsplit(own_origin(own))
     except ValueError:
         return None
-    if parts.scheme.lower() != "https" or netloc.removesuffix(":443") != public_host.lower().removesuffix(":443"):
+    if _site(parts.scheme, parts.netloc) != _site(ours.scheme, ours.netloc):
         return None
     if not parts.path.startswith(AUDIO_FILES):
         return None
@@ -57,9 +72,12 @@ def own_sha256(url: str | None, public_host: str) -> str | None:
     return sha.lower() if _SHA.fullmatch(sha) else None
 
 
-def mentions_own(url: object, public_host: str) -> bool:
+def mentions_own(url: object, own: str) -> bool:
     """Cheap pre-check on raw record values: could this be one of our URLs? (False positives are fine.)"""
-    return isinstance(url, str) and AUDIO_FILES in url and f"//{public_host.lower()}" in url.lower()
+    if not isinstance(url, str) or AUDIO_FILES not in url:
+        return False
+    hostname = urlsplit(own_origin(own)).hostname or ""
+    return f"//{hostname}" in url.lower()
 
 
 # After the fold of a batch: of the tracks in it whose audioUrl is ours (found in Python, `own_sha256`), those

@@ -32,7 +32,7 @@ def _duration(text: str) -> float:
 
 async def audit_audio(settings: Settings, url: str, grace: float | None) -> dict[str, Any]:
     async with open_store(settings.storage) as store:
-        result = await audit(url, store, settings.public_host, delete_older_than=grace)
+        result = await audit(url, store, settings.public_origin, delete_older_than=grace)
     log.info(
         "audio audit done",
         extra={"dangling": len(result.dangling), "orphans": len(result.orphans), "deleted": len(result.deleted)},
