@@ -4,7 +4,8 @@ it serves (XRPC methods under appview/xrpc/, other routes under appview/routes/,
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from litestar import Litestar
@@ -13,13 +14,15 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from psycopg_pool import AsyncConnectionPool
 
+from appview.audio.gate import SupporterCheck
 from appview.audio.locator import AudioLocator
 from appview.audio.stored import open_stored_audio
-from appview.auth import ServiceAuth
+from appview.auth import ServiceAuth, SharedReplayCache
 from appview.context import AppContext
 from appview.http import xrpc_error_handler
 from appview.pages import handlers as page_handlers
 from appview.proxy import WriteProxy, open_write_proxy
+from appview.ratelimit import RATE_LIMIT_HEADERS, RateLimiter, RateLimitMiddleware, pruning
 from appview.routes.api_docs import openapi_config
 from appview.routes.audio import audio
 from appview.routes.audio_files import audio_file
@@ -75,10 +78,11 @@ def create_app(
     pool_size: int = 10,
     settings: Settings | None = None,
     resolver: IdentityResolver | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Litestar:
     """The API is stateless: any number of replicas can serve from one primary, reads from `replica_url`.
     Writes (proxied records, upload rows) always go to `database_url`. `resolver` (DID documents: signing keys,
-    PDS endpoints) defaults to the PLC directory and did:web."""
+    PDS endpoints) defaults to the PLC directory and did:web. `clock` cuts the rate limits' windows."""
     metrics = metrics or Metrics()
     settings = settings or Settings.from_env()
 
@@ -98,14 +102,27 @@ def create_app(
             )
             await pool.open(wait=False)
             stack.push_async_callback(pool.close)
+            # Rate-limit counters and token ids are writes: on the primary, on the read pool when it is the primary.
+            writes = pool
+            if replica_url:
+                writes = AsyncConnectionPool(
+                    database_url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True}
+                )
+                await writes.open(wait=False)
+                stack.push_async_callback(writes.close)
+            limits = RateLimiter(writes, settings, metrics, clock=clock)
+            replays = SharedReplayCache(writes)
+            await stack.enter_async_context(pruning([limits.prune, replays.prune]))
             locator = AudioLocator(
                 identities,
                 settings.trusted_audio_origins,
                 timeout=settings.audio_check_timeout,
                 ttl=settings.audio_check_ttl,
-                own_host=settings.public_host,
+                own_host=settings.public_origin,
             )
             stack.push_async_callback(locator.close)
+            gate = SupporterCheck(settings.supporter_check_url, metrics=metrics, signer=settings.supporter_signer)
+            stack.push_async_callback(gate.close)
             stored = await stack.enter_async_context(open_stored_audio(database_url, settings.storage, pool))
             proxy = open_write_proxy(database_url, settings, identities, metrics, read_pool=pool)
             stack.push_async_callback(proxy.aclose)
@@ -113,12 +130,14 @@ def create_app(
                 settings=settings,
                 pool=pool,
                 resolver=identities,
-                auth=ServiceAuth(settings.did, identities),
+                auth=ServiceAuth(settings.did, identities, replay_cache=replays),
                 metrics=metrics,
                 audio=locator,
                 stored_audio=stored,
+                gate=gate,
                 write_proxy=proxy,
                 trigram=await _has_trigram(pool),
+                limits=limits,
             )
             yield
 
@@ -140,6 +159,8 @@ def create_app(
             "write_proxy": Provide(_provide_write_proxy),
         },
         exception_handlers={Exception: xrpc_error_handler},
+        # After routing, so a HEAD answered as a GET (answer_head) is charged once; appview/ratelimit.py.
+        middleware=[RateLimitMiddleware],
         # Logging belongs to the process (indexer.logs: JSON lines on stderr); litestar must not replace it.
         logging_config=None,
         # Reads are public data: any web origin may call them. Proxied writes carry the caller's own credentials
@@ -150,7 +171,12 @@ def create_app(
             allow_origins=["*"],
             allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
             allow_headers=["authorization", "dpop", "atproto-proxy", "atproto-accept-labelers"],
-            expose_headers=["DPoP-Nonce", "WWW-Authenticate"],
+            expose_headers=[
+                "DPoP-Nonce",
+                "WWW-Authenticate",
+                "atproto-content-labelers",
+                *RATE_LIMIT_HEADERS,
+            ],
             max_age=86400,
         ),
         openapi_config=openapi_config(title="plyr AppView", version="0.1.0"),

@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from appview.audio.gate import SupporterCheck
 from appview.audio.locator import AudioLocator
 from appview.audio.stored import StoredAudio
 from appview.auth import ServiceAuth
 from appview.memo import Memo
 from appview.proxy.service import WriteProxy
+from appview.ratelimit import RateLimiter
 from indexer.atproto.identity.resolver import IdentityResolver
 from indexer.metrics import Metrics
 from indexer.settings import Settings
@@ -30,9 +32,13 @@ class AppContext:
     audio: AudioLocator
     # Uploaded audio: the object store and the `audio_objects` table.
     stored_audio: StoredAudio
+    # Who may play supporter-gated tracks (the configured supporter check, if any).
+    gate: SupporterCheck
     write_proxy: WriteProxy
     # pg_trgm installed in the database: search adds fuzzy matches and uses trigram indexes.
     trigram: bool
+    # Per-client rate limits, counted in the primary (appview/ratelimit.py).
+    limits: RateLimiter
     audio_base: str = field(init=False)
 
     def __post_init__(self) -> None:

@@ -154,6 +154,8 @@ class TrackRow(Row, frozen=True):
     record: str
     features: str | None
     labels: str | None
+    # The record's `supportGate` (JSON text), None for a track anyone may play.
+    support_gate: str | None
     handle: str | None
     avatar: str | None
     # The viewer's like of the track (NULL for an anonymous request).
@@ -166,6 +168,7 @@ class TrackRow(Row, frozen=True):
         "record": "e.record::text",
         "features": "(e.record->'features')::text",
         "labels": "(e.record->'labels')::text",
+        "support_gate": "(e.record->'supportGate')::text",
         "handle": "a.handle",
         "avatar": "p.avatar",
         "viewer_like": _NO_VIEWER,
@@ -283,13 +286,19 @@ class ActorRow(Row, frozen=True):
     avatar: str | None
 
     TABLE: ClassVar[str] = "a"
-    SQL: ClassVar[Mapping[str, str]] = {"avatar": "p.avatar"}
+    # An account the operator took down is not active, whatever its host says.
+    SQL: ClassVar[Mapping[str, str]] = {"avatar": "p.avatar", "active": "a.active AND NOT a.taken_down"}
 
 
 class NamedActorRow(ActorRow, frozen=True):
     """An actor a request names, with why they are not active (if they are not)."""
 
     status: str
+
+    SQL: ClassVar[Mapping[str, str]] = {
+        **ActorRow.SQL,
+        "status": "CASE WHEN a.taken_down THEN 'takendown' ELSE a.status END",
+    }
 
 
 _ACTOR_FROM = "FROM actors a LEFT JOIN profiles p ON p.did = a.did"

@@ -2,8 +2,8 @@
 view is built here and nowhere else; a track in particular has one presenter (`track`), whichever statement
 hydrated it.
 
-Stored JSON (a record, its features or labels) is passed through as `msgspec.Raw`, never decoded and
-re-encoded."""
+Stored JSON (a record, its features) is passed through as `msgspec.Raw`, never decoded and re-encoded; a
+record's self-labels become labels (appview/labels.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import msgspec
 
 from appview import rules
 from appview.hydrate import ActorRow, CommentRow, LikeRow, ListRow, NamedActorRow, ProfileRow, StatsRow, TrackRow
+from appview.labels import self_labels
 from appview.views import (
     INVALID_HANDLE,
     ActorView,
@@ -44,7 +45,24 @@ def actor_of(row: ActorRow) -> ActorView:
     return actor(row.did, row.handle, row.avatar)
 
 
-def track(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], viewer: bool) -> TrackView:
+# What a view of a gated track leaves out of its record for a viewer who may not play it.
+_AUDIO_FIELDS = ("audioUrl", "audioBlob")
+
+
+def _without_audio(record: str) -> Any:
+    """The record minus its audio fields: decoded and re-encoded, for the few gated tracks only."""
+    decoded = msgspec.json.decode(record)
+    if isinstance(decoded, dict):
+        for name in _AUDIO_FIELDS:
+            decoded.pop(name, None)
+    return msgspec.Raw(msgspec.json.encode(decoded))
+
+
+def track(
+    row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], viewer: bool, audio_shown: bool = True
+) -> TrackView:
+    """`audio_shown` False (rules.audio_shown): no `audio` block, and the record without `audioUrl` and
+    `audioBlob`."""
     return TrackView(
         uri=row.uri,
         cid=row.cid,
@@ -54,7 +72,7 @@ def track(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], viewer: b
         album=row.album,
         duration=row.duration,
         file_type=row.file_type,
-        # Passed on only as the lexicon types them (features an array, labels an object).
+        # Passed on only as the lexicon types them (an array).
         features=_raw(row.features) if row.features and row.features.startswith("[") else None,
         image_url=row.image_url,
         description=row.description,
@@ -62,21 +80,36 @@ def track(row: TrackRow, *, audio_base: str, trusted: tuple[str, ...], viewer: b
             url=f"{audio_base}/{row.did}/{row.rkey}",
             mime_type=row.audio_blob_mime,
             source=rules.audio_source(row, trusted),
-        ),
-        labels=_raw(row.labels) if row.labels and row.labels.startswith("{") else None,
+        )
+        if audio_shown
+        else None,
+        support_gate=_raw(row.support_gate) if row.support_gate and row.support_gate.startswith("{") else None,
+        labels=self_labels(row.labels, did=row.did, uri=row.uri, cid=row.cid, cts=row.created_at) or None,
         like_count=row.like_count,
         comment_count=row.comment_count,
         created_at=row.created_at,
         indexed_at=row.indexed_at,
-        record=_raw(row.record),
+        record=_raw(row.record) if audio_shown else _without_audio(row.record),
         viewer=TrackViewerState(like=row.viewer_like) if viewer else None,
     )
 
 
-def tracks(rows: Iterable[TrackRow], ctx: AppContext, viewer: str | None) -> list[TrackView]:
-    """Tracks for a request; a viewer's carry a `viewer` block (their like), an anonymous request's none."""
+def tracks(
+    rows: Iterable[TrackRow], ctx: AppContext, viewer: str | None, proven: frozenset[str] = frozenset()
+) -> list[TrackView]:
+    """Tracks for a request; a viewer's carry a `viewer` block (their like), an anonymous request's none.
+    `proven`: the artists the viewer was proven to support (gated audio, rules.audio_shown)."""
     audio_base, trusted, has_viewer = ctx.audio_base, ctx.audio.trusted, viewer is not None
-    return [track(r, audio_base=audio_base, trusted=trusted, viewer=has_viewer) for r in rows]
+    return [
+        track(
+            r,
+            audio_base=audio_base,
+            trusted=trusted,
+            viewer=has_viewer,
+            audio_shown=rules.audio_shown(r, viewer, proven),
+        )
+        for r in rows
+    ]
 
 
 def profile(found: NamedActorRow, counts: ProfileRow) -> ProfileView:

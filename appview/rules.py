@@ -3,16 +3,19 @@
 A projection row exists only for a live, valid record of an account that is not deleted (the fold keeps
 nothing else), so what is left to hide is the content of accounts that are not active (deactivated, taken
 down, suspended), and whatever went missing between a skeleton and its hydration. An actor a request names
-by DID or handle must exist and be active, else the request fails and says why."""
+by DID or handle must exist and be active, else the request fails and says why. Labels the request applies
+(appview/labels.py) hide too: a redacted `!takedown` / `!suspend` everywhere, `!hide` from listings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol, TypeGuard, TypeVar
 
+from appview.audio.gate import ANY_SUPPORTER, AUDIO_LXM, Proof, gate_type
 from appview.audio.locator import is_trusted
 from appview.http import ActorRef, XrpcError, not_found
 from appview.hydrate import ActorRow, NamedActorRow, TrackRow
+from appview.views import LabelView
 from indexer.fold.collections.track import NSID as TRACK
 
 
@@ -30,7 +33,18 @@ class Authored(Protocol):
     def did(self) -> str: ...
 
 
+class Subject(Protocol):
+    """A row of a record that labels may name: its at-uri and its author."""
+
+    @property
+    def uri(self) -> str: ...
+
+    @property
+    def did(self) -> str: ...
+
+
 P = TypeVar("P", bound=Published)
+T = TypeVar("T", bound=Subject)
 A = TypeVar("A", bound=Authored)
 
 
@@ -80,3 +94,88 @@ def audio_source(row: TrackRow, trusted: tuple[str, ...]) -> Literal["url", "blo
     if row.audio_blob_cid and not (row.audio_url and is_trusted(row.audio_url, trusted)):
         return "blob"
     return "url"
+
+
+# -- supporter-gated audio ----------------------------------------------------------------------------------
+
+# No shared cache may keep an answer that depends on who asked.
+PRIVATE = {"Cache-Control": "private, no-store", "Vary": "Authorization"}
+
+
+def audio_shown(row: TrackRow, viewer: str | None, proven: frozenset[str]) -> bool:
+    """Whether a view of the track may carry its audio (the `audio` block, and `audioUrl` / `audioBlob` in its
+    record): always for a track without `supportGate`; for a gated one only for its author, or for a viewer
+    proven to support the author (`proven`: the artists checked for this request; feeds and search check
+    nobody, getTrack checks its track's artist for a signed-in viewer)."""
+    kind = gate_type(row.support_gate)
+    if kind is None or (viewer is not None and viewer == row.did):
+        return True
+    return kind == ANY_SUPPORTER and row.did in proven
+
+
+def gate_refusal(proof: Proof) -> XrpcError | None:
+    """Why a gated track's audio is refused to a requester who stands so towards its gate; None: it plays.
+    The names are the API's (README, docs/moderation.md)."""
+    if proof in ("author", "proven"):
+        return None
+    if proof == "anonymous":
+        return XrpcError(
+            "AuthRequired",
+            f"this track is for the artist's supporters: send a service-auth token (lxm {AUDIO_LXM})",
+            status=401,
+            headers=PRIVATE,
+        )
+    if proof == "not_supporter":
+        return XrpcError("SupporterRequired", "this track is for the artist's supporters", status=403, headers=PRIVATE)
+    if proof == "unavailable":
+        return XrpcError(
+            "SupporterCheckUnavailable",
+            "this track is for the artist's supporters, and this AppView's operator has not configured a supporter"
+            " check: only the artist can play it here",
+            status=501,
+            headers=PRIVATE,
+        )
+    if proof == "failed":
+        return XrpcError(
+            "SupporterCheckFailed",
+            "this track is for the artist's supporters, and the supporter check did not answer; try again later",
+            status=503,
+            headers=PRIVATE,
+        )
+    return XrpcError(
+        "UnsupportedGate",
+        "this track's gate is of a kind this AppView cannot check: only the artist can play it here",
+        status=403,
+        headers=PRIVATE,
+    )
+
+
+# -- labels -------------------------------------------------------------------------------------------------
+
+# Values a labeler applied with `redact` uses to remove a subject from every response.
+REDACTING_LABELS = frozenset({"!takedown", "!suspend"})
+# A value that keeps a subject out of feeds, search and rankings, while a direct read still shows it.
+HIDING_LABEL = "!hide"
+
+
+def label_hidden(
+    uri: str, did: str, applied: Mapping[str, Sequence[LabelView]], redact: frozenset[str], *, listed: bool
+) -> bool:
+    """Whether the labels applied to a record (`uri`) or its author (`did`) keep it out of a response:
+    `!takedown` / `!suspend` from a labeler applied with redact, everywhere; `!hide` from any applied labeler,
+    in listings (`listed`: feeds, search, top lists, an actor's tracks and likes). Other values (porn, sexual,
+    nudity, graphic-media, custom ones) are the client's to act on. Self-labels are not consulted: an author
+    cannot take their own record down by labeling it."""
+    for label in (*applied.get(uri, ()), *applied.get(did, ())):
+        if label.val in REDACTING_LABELS and label.src in redact:
+            return True
+        if listed and label.val == HIDING_LABEL:
+            return True
+    return False
+
+
+def not_label_hidden(
+    rows: Iterable[T], applied: Mapping[str, Sequence[LabelView]], redact: frozenset[str], *, listed: bool
+) -> list[T]:
+    """The rows (records with `uri` and `did`) no applied label keeps out of the response, in order."""
+    return [r for r in rows if not label_hidden(r.uri, r.did, applied, redact, listed=listed)]

@@ -17,11 +17,28 @@ class View(msgspec.Struct, omit_defaults=True, rename="camel", kw_only=True):
     pass
 
 
+class LabelView(View, kw_only=True):
+    """`com.atproto.label.defs#label`: a labeler's signed label, or a record's self-label (no ver, no sig)."""
+
+    ver: int | None = None
+    src: str
+    uri: str
+    cid: str | None = None
+    val: str
+    neg: bool | None = None
+    cts: str
+    exp: str | None = None
+    # `{"$bytes": base64}`: the data model's JSON form of bytes.
+    sig: Json | None = None
+
+
 class ActorView(View, kw_only=True):
     did: str
     handle: str
     display_name: str | None = None
     avatar: str | None = None
+    # Account-level labels (on the DID) of the labelers the request applies (appview/labels.py).
+    labels: list[LabelView] | None = None
 
 
 class AudioView(View, kw_only=True):
@@ -46,8 +63,12 @@ class TrackView(View, kw_only=True):
     features: list[Json] | None = None
     image_url: str | None = None
     description: str | None = None
-    audio: AudioView
-    labels: Json | None = None
+    # Absent for a supporter-gated track the viewer may not play (appview/rules.py `audio_shown`).
+    audio: AudioView | None = None
+    # The record's `supportGate` as published (`fm.plyr.track#supportGate`).
+    support_gate: Json | None = None
+    # Self-labels, then the applied labelers' labels on the record (appview/labels.py).
+    labels: list[LabelView] | None = None
     like_count: int
     comment_count: int
     created_at: str

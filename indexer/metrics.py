@@ -56,10 +56,16 @@ class Metrics:
             ["source", "host", "outcome"],
             registry=r,
         )
+        self.labels = Counter(
+            "plyr_labels",
+            "Labels received from labelers, by labeler and outcome (accepted, or the reason it was refused)",
+            ["labeler", "outcome"],
+            registry=r,
+        )
         self.proxy_writes = Counter(
             "plyr_proxy_writes",
-            "Writes proxied to users' PDSes, by XRPC method and outcome (ok, invalid, refused, pds_error, timeout,"
-            " upstream_failure)",
+            "Writes proxied to users' PDSes, by XRPC method and outcome (ok, invalid, refused, rate_limited, pds_error,"
+            " timeout, upstream_failure)",
             ["method", "outcome"],
             registry=r,
         )
@@ -79,7 +85,7 @@ class Metrics:
         self.audio_uploads = Counter(
             "plyr_audio_uploads",
             "fm.plyr.uploadAudio requests by outcome (stored, deduplicated, too_large, invalid_audio, unauthorized,"
-            " interrupted, failed)",
+            " rate_limited, interrupted, failed)",
             ["outcome"],
             registry=r,
         )
@@ -88,6 +94,24 @@ class Metrics:
             "plyr_audio_flagged",
             "Indexed tracks whose audioUrl is on our origin but names no stored object, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.supporter_checks = Counter(
+            "plyr_supporter_checks",
+            "Requests to the supporter check service for gated audio, by outcome (proven, not_supporter; failures,"
+            " which prove nothing: timeout, unreachable, error_status, bad_answer)",
+            ["outcome"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "plyr_rate_limited",
+            "Requests refused with 429 RateLimitExceeded, by policy (reads, writes, uploads, upload_bytes)",
+            ["policy"],
+            registry=r,
+        )
+        self.rate_limit_failures = Counter(
+            "plyr_rate_limit_failures",
+            "Rate-limit counter statements that failed (the request was served unlimited)",
             registry=r,
         )
 

@@ -14,6 +14,7 @@ The S3 variable names are the conventional ones, so the same values work for R2 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from indexer.atproto.syntax import is_did
 from indexer.logs import LogFormat
 
 DEFAULT_JETSTREAM_URLS = (
@@ -30,6 +32,13 @@ DEFAULT_JETSTREAM_URLS = (
 )
 DEFAULT_DATA_DIR = Path(".plyr-appview")
 DEFAULT_AUDIO_MAX_BYTES = 100 * 1024 * 1024
+# Rate limits of a public service (appview/ratelimit.py): ten reads a second per client
+# is far beyond what a person browsing does; one write a second per account and per address; an album or two of
+# uploads an hour, and 1 GiB of new audio a day, per account.
+DEFAULT_READS_PER_MINUTE = 600
+DEFAULT_WRITES_PER_MINUTE = 60
+DEFAULT_UPLOADS_PER_HOUR = 30
+DEFAULT_UPLOAD_BYTES_PER_DAY = 1024 * 1024 * 1024
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -85,14 +94,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Fetch did:web documents and proxy writes to loopback/private/link-local hosts: development and tests
     # only; in production such a host is an SSRF attempt.
     allow_private_hosts: bool = False
+    # -- moderation ----------------------------------------------------------------------------------------
+    # Labeler DIDs whose `com.atproto.label.subscribeLabels` streams the indexer follows (indexer/labels); the
+    # API applies their labels by default.
+    labelers: tuple[str, ...] = ()
+    # Password of the operator's admin XRPC routes (HTTP Basic, user `admin`; appview/moderation.py). None: the
+    # routes refuse everyone.
+    admin_password: Secret | None = None
     # -- the API -------------------------------------------------------------------------------------------
-    # Our service DID is did:web:<public_host>; uploaded audio is linked as https://<public_host>/audio-files/...
-    # and tracks naming such URLs are checked at ingest against the audio uploaded here.
+    # Where clients reach us: `public_url` (scheme://host[:port]) or, unset, `public_origin(public_host)`. It gives
+    # our service DID (did:web:<host[:port]>), the service endpoint of our DID document, and every absolute URL
+    # we emit: uploaded audio is linked as <origin>/audio-files/... and tracks naming such URLs are checked at
+    # ingest against the audio uploaded here.
     public_host: str = "localhost"
+    public_url: str | None = None
     service_did: str | None = None
     # Origins (scheme://host[:port]) whose audioUrl players are sent to; anything else plays from the PDS blob.
     trusted_audio_origins: tuple[str, ...] = ()
     audio_check_timeout: float = 2.0
+    # Base URL of an atprotofans-compatible service (`com.atprotofans.validateSupporter`) proving that a viewer
+    # supports an artist, for supporter-gated tracks (appview/audio/gate.py); None: nobody but the author plays
+    # them. `supporter_signer` is the DID that signed the support terms (None: the artist, as for direct support).
+    supporter_check_url: str | None = None
+    supporter_signer: str | None = None
     audio_check_ttl: float = 300.0
     # Anonymous reads are identical for everyone, so shared caches may keep them briefly.
     cache_max_age: int = 10
@@ -100,6 +124,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     proxy_timeout: float = 30.0
     # Largest audio file / blob accepted for upload (proxied uploadBlob included), in bytes.
     audio_max_bytes: int = DEFAULT_AUDIO_MAX_BYTES
+    # Rate limits (appview/ratelimit.py); 0 disables one. The defaults are a public service's, wherever the
+    # settings come from; `without_rate_limits()` turns them all off (benchmarks, tests that send a load).
+    rate_limit_reads_per_minute: int = DEFAULT_READS_PER_MINUTE
+    rate_limit_writes_per_minute: int = DEFAULT_WRITES_PER_MINUTE
+    rate_limit_uploads_per_hour: int = DEFAULT_UPLOADS_PER_HOUR
+    upload_bytes_per_day: int = DEFAULT_UPLOAD_BYTES_PER_DAY
+    # Networks (CIDR) of the reverse proxies in front of the API: only a peer in one of them has its
+    # X-Forwarded-For read for the client address.
+    trusted_proxies: tuple[str, ...] = ()
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -109,13 +142,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: LogFormat = "auto"
 
     @property
+    def public_origin(self) -> str:
+        """Our origin, `scheme://host[:port]`, lower case, no trailing slash."""
+        return self.public_url or public_origin(self.public_host)
+
+    def without_rate_limits(self) -> Settings:
+        return msgspec.structs.replace(
+            self,
+            rate_limit_reads_per_minute=0,
+            rate_limit_writes_per_minute=0,
+            rate_limit_uploads_per_hour=0,
+            upload_bytes_per_day=0,
+        )
+
+    @property
     def did(self) -> str:
         # did:web percent-encodes a port's colon (https://w3c-ccg.github.io/did-method-web/).
-        return self.service_did or f"did:web:{quote(self.public_host, safe='')}"
+        netloc = urlsplit(self.public_origin).netloc
+        return self.service_did or f"did:web:{quote(netloc, safe='')}"
 
     @property
     def service_endpoint(self) -> str:
-        return f"https://{self.public_host}"
+        return self.public_origin
 
     @classmethod
     def from_env(
@@ -126,6 +174,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         e = _Env(os.environ if env is None else env)
         given = {k: str(v) for k, v in (overrides or {}).items() if v is not None}
         data_dir = Path(given.get("data_dir") or e.get("PLYR_APPVIEW_DATA_DIR") or DEFAULT_DATA_DIR)
+        public = e.public(
+            "PLYR_APPVIEW_PUBLIC_URL", e.get("PLYR_APPVIEW_PUBLIC_HOST"), host_name="PLYR_APPVIEW_PUBLIC_HOST"
+        )
         urls = tuple(u for u in (e.get("JETSTREAM_URL") or "").replace(",", " ").split() if u)
         settings = cls(
             database_url=e.get("DATABASE_URL"),
@@ -140,11 +191,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             resolve_identities=e.flag("PLYR_APPVIEW_RESOLVE_IDENTITIES", True),
             plc_url=e.url("PLC_URL", "https://plc.directory", schemes=("https", "http")),
             allow_private_hosts=e.flag("PLYR_APPVIEW_ALLOW_PRIVATE_HOSTS", False),
-            public_host=e.get("PLYR_APPVIEW_PUBLIC_HOST") or "localhost",
+            labelers=e.dids("PLYR_APPVIEW_LABELERS"),
+            admin_password=e.secret("PLYR_APPVIEW_ADMIN_PASSWORD", min_length=ADMIN_PASSWORD_MIN),
+            public_host=public.netloc,
+            public_url=public.origin,
             service_did=e.get("PLYR_APPVIEW_DID"),
             trusted_audio_origins=e.origins("PLYR_APPVIEW_TRUSTED_AUDIO_ORIGINS"),
+            supporter_check_url=e.url("PLYR_APPVIEW_SUPPORTER_CHECK_URL", "", schemes=("https", "http")) or None,
+            supporter_signer=e.did("PLYR_APPVIEW_SUPPORTER_SIGNER"),
             proxy_timeout=e.number("PLYR_APPVIEW_PROXY_TIMEOUT", 30.0, minimum=0.001),
             audio_max_bytes=e.integer("PLYR_APPVIEW_AUDIO_MAX_BYTES", DEFAULT_AUDIO_MAX_BYTES, minimum=1),
+            rate_limit_reads_per_minute=e.integer(
+                "PLYR_APPVIEW_RATE_LIMIT_READS_PER_MINUTE", DEFAULT_READS_PER_MINUTE, minimum=0
+            ),
+            rate_limit_writes_per_minute=e.integer(
+                "PLYR_APPVIEW_RATE_LIMIT_WRITES_PER_MINUTE", DEFAULT_WRITES_PER_MINUTE, minimum=0
+            ),
+            rate_limit_uploads_per_hour=e.integer(
+                "PLYR_APPVIEW_RATE_LIMIT_UPLOADS_PER_HOUR", DEFAULT_UPLOADS_PER_HOUR, minimum=0
+            ),
+            upload_bytes_per_day=e.integer(
+                "PLYR_APPVIEW_UPLOAD_BYTES_PER_DAY", DEFAULT_UPLOAD_BYTES_PER_DAY, minimum=0
+            ),
+            trusted_proxies=e.networks("PLYR_APPVIEW_TRUSTED_PROXIES"),
             storage=StorageSettings(
                 audio_dir=Path(e.get("PLYR_APPVIEW_AUDIO_DIR") or data_dir / "audio"),
                 s3_endpoint_url=e.get("S3_ENDPOINT_URL"),
@@ -165,6 +234,49 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
 
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def public_origin(host: str) -> str:
+    """The origin of a public host (`host[:port]`) given without a scheme: https, except on a loopback host
+    (`localhost`, `127.0.0.1`, `[::1]`), where there is no certificate to serve it with."""
+    host = host.strip().lower().rstrip("/")
+    try:
+        hostname = urlsplit(f"//{host}").hostname or host
+    except ValueError:
+        hostname = host
+    return f"{'http' if _is_loopback(hostname) else 'https'}://{host}"
+
+
+class _Public(msgspec.Struct, frozen=True):
+    origin: str
+    netloc: str
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Secret:
+    """A value that must not appear in logs, reprs or tracebacks."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+ADMIN_PASSWORD_MIN = 16
+
+
 class _Env:
     """Typed reads of one environment mapping; every method names its variable in the error it raises."""
 
@@ -174,6 +286,15 @@ class _Env:
     def get(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
         return value or None
+
+    def secret(self, name: str, *, min_length: int) -> Secret | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if len(value) < min_length:
+            # The value itself is never quoted.
+            raise ConfigError(f"{name} is {len(value)} characters long; use at least {min_length} random characters")
+        return Secret(value)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.get(name)
@@ -229,6 +350,90 @@ class _Env:
         if not ok:
             raise ConfigError(f"{name}={value!r} is not a {'/'.join(schemes)} URL with a host")
         return value.rstrip("/")
+
+    def public(self, url_name: str, host: str | None, *, host_name: str) -> _Public:
+        """Our public origin, from the URL variable (scheme http or https, a host, an optional port, nothing
+        else) or else `host`, the value of `host_name` (`public_origin`). Both given: they must name the same
+        host and port."""
+        value = self.get(url_name)
+        if value is None:
+            host = (host or "localhost").lower()
+            try:
+                parts = urlsplit(f"//{host}")
+                ok = bool(parts.hostname) and (parts.port or 0) >= 0
+            except ValueError:  # a port that is not a number in range
+                ok = False
+            if not ok or any(c in host for c in "/?#@\\ \t"):
+                raise ConfigError(f"{host_name}={host[:200]!r} is not a host name with an optional :port")
+            return _Public(origin=public_origin(host), netloc=host)
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+            hostname = parts.hostname
+        except ValueError:
+            raise ConfigError(f"{url_name}={value[:200]!r} is not a URL (a bad port?)") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not hostname:
+            raise ConfigError(f"{url_name}={value[:200]!r} must be http:// or https:// with a host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ConfigError(
+                f"{url_name}={value[:200]!r} must be scheme://host[:port], with no path, query or fragment"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(f"{url_name}={value[:200]!r} must not carry credentials")
+        name = f"[{hostname}]" if ":" in hostname else hostname
+        netloc = name if port is None or port == _DEFAULT_PORTS[scheme] else f"{name}:{port}"
+        if host is not None and host.lower().removesuffix(f":{_DEFAULT_PORTS[scheme]}") != netloc:
+            raise ConfigError(
+                f"{host_name}={host[:200]!r} and {url_name}={value[:200]!r} name different hosts; set only {url_name}"
+            )
+        return _Public(origin=f"{scheme}://{netloc}", netloc=netloc)
+
+    def dids(self, name: str) -> tuple[str, ...]:
+        """Comma-separated DIDs (did:plc or did:web), each once, in the order given."""
+        value = self.get(name)
+        if value is None:
+            return ()
+        found: list[str] = []
+        for part in value.split(","):
+            did = part.strip()
+            if not did:
+                continue
+            if not is_did(did) or not did.startswith(("did:plc:", "did:web:")):
+                raise ConfigError(
+                    f"{name}: {did[:200]!r} is not a did:plc or did:web DID; give DIDs separated by commas"
+                )
+            if did not in found:
+                found.append(did)
+        return tuple(found)
+
+    def did(self, name: str) -> str | None:
+        value = self.get(name)
+        if value is not None and not is_did(value):
+            raise ConfigError(f"{name}={value[:200]!r} is not a DID; unset it to use the default")
+        return value
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP networks in CIDR notation (a bare address is a network of one), normalised. Host bits
+        set under the mask (`10.0.0.1/8`) are refused: such a value is a typo more often than not."""
+        value = self.get(name)
+        if value is None:
+            return ()
+        found: list[str] = []
+        for part in value.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            try:
+                network = str(ipaddress.ip_network(text, strict=True))
+            except ValueError:
+                raise ConfigError(
+                    f"{name}={value[:200]!r}: {text[:100]!r} is not an IP network; give CIDR networks separated by"
+                    " commas (e.g. 10.0.0.0/8, 192.0.2.7)"
+                ) from None
+            if network not in found:
+                found.append(network)
+        return tuple(found)
 
     def origins(self, name: str) -> tuple[str, ...]:
         """Comma-separated origins, normalised (lower case, no trailing slash)."""

@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 
 from appview import api_doc
+from indexer.settings import _Env
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
-# os.environ.get("X"), e.get("X"), e.flag("X", ...) and the other typed reads of indexer/settings.py,
+# os.environ.get("X"), e.get("X"), e.flag("X", ...) and the other typed reads of indexer/settings.py (the public
+# methods of its `_Env`),
 # os.getenv("X"), os.environ["X"], "X" in os.environ
+_ENV_READS = "|".join(name for name in vars(_Env) if not name.startswith("_"))
 _READS = re.compile(
-    r"""(?:\.get|getenv|\.flag|\.integer|\.number|\.choice|\.url|\.origins)\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']"""
+    rf"""(?:\.(?:{_ENV_READS})|getenv)\(\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']"""
     r"""|environ\[\s*["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']\s*\]"""
     r"""|["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']\s+(?:not\s+)?in\s+(?:os\.)?environ"""
 )

@@ -20,6 +20,7 @@ import msgspec
 from psycopg_pool import AsyncConnectionPool
 
 from appview.http import XrpcError
+from appview.moderation import refuse_taken_down_account
 from appview.proxy import checks
 from appview.proxy.fold import Operation, ProxyFold, commit_event
 from appview.proxy.schemas import (
@@ -40,6 +41,7 @@ from appview.proxy.schemas import (
     WriteUpdate,
 )
 from appview.proxy.upstream import Forwarder, UpstreamOk
+from appview.ratelimit import charge_write
 from indexer.atproto.identity.resolver import IdentityResolver
 from indexer.atproto.lexicon import Validator
 from indexer.atproto.netguard import ForbiddenHost, NetGuard
@@ -238,7 +240,7 @@ class WriteProxy:
         try:
             yield
         except XrpcError as exc:
-            outcome = "refused" if isinstance(exc, _Refused) else "invalid"
+            outcome = "refused" if isinstance(exc, _Refused) else "rate_limited" if exc.status == 429 else "invalid"
             self._metrics.proxy_writes.labels(method, outcome).inc()
             raise
 
@@ -246,6 +248,12 @@ class WriteProxy:
         """(did, PDS base URL) of the repo being written."""
         ident = checks.repo_identifier(repo)
         did = ident if is_did(ident) else await self._did_of_handle(ident)
+        # The repo's per-DID write limit; its slot is given back unless the PDS accepts the write.
+        await charge_write(did)
+        try:
+            await refuse_taken_down_account(self._pool, did)
+        except XrpcError as exc:
+            raise _Refused(exc.error, exc.message, exc.status) from None
         endpoint = await self._resolver.pds_endpoint(did)
         if endpoint is None:
             raise XrpcError("InvalidRequest", f"no PDS found for {did}: its DID document could not be resolved")

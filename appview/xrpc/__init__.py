@@ -11,6 +11,8 @@ from __future__ import annotations
 from litestar.types import ControllerRouterHandler
 
 from appview.xrpc import (
+    admin_get_subject_status,
+    admin_update_subject_status,
     get_actor_likes,
     get_actor_lists,
     get_actor_profile,
@@ -54,4 +56,7 @@ HANDLERS: list[ControllerRouterHandler] = [
     repo_upload_blob.handler,
     # Audio storage (appview/storage).
     upload_audio.handler,
+    # The operator's takedowns (appview/moderation.py).
+    admin_update_subject_status.handler,
+    admin_get_subject_status.handler,
 ]

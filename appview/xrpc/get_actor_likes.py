@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import (
     DEFAULT_LIMIT,
@@ -18,7 +18,6 @@ from appview.http import (
     actor_ref,
     next_cursor,
     ok,
-    respond,
     unpack,
     viewer_of,
 )
@@ -54,10 +53,16 @@ async def handler(
     viewer = await viewer_of(ctx, request, NSID)
     position = unpack(cursor)
     named = actor_ref(actor)
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         liker = rules.checked_actor(await hydrate.named_actor(conn, named), named)
         entries = await hydrate.fetch(conn, Entry, *skeleton(liker.did, position, limit))
         found = await hydrate.tracks(conn, [e.uri for e in entries], viewer)
-    tracks = presenters.tracks(rules.in_order((e.uri for e in entries), found), ctx, viewer)
+        applied = await labels.for_tracks(conn, found.values(), labelers)
+    rows = rules.not_label_hidden(
+        rules.in_order((e.uri for e in entries), found), applied, labelers.redact, listed=True
+    )
+    tracks = presenters.tracks(rows, ctx, viewer)
+    labels.attach(tracks, applied)
     body = TrackPageOutput(tracks=tracks, cursor=next_cursor(entries, limit))
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import (
     DEFAULT_LIMIT,
@@ -18,7 +18,6 @@ from appview.http import (
     actor_ref,
     next_cursor,
     ok,
-    respond,
     unpack,
     viewer_of,
 )
@@ -53,9 +52,14 @@ async def handler(
     viewer = await viewer_of(ctx, request, NSID)
     walk = skeleton(unpack(cursor), limit)
     named = actor_ref(actor)
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         found, rows = await hydrate.actor_page(conn, named, walk, viewer)
+        applied = await labels.for_tracks(conn, rows, labelers)
     rules.checked_actor(found, named)
-    tracks = presenters.tracks(rules.visible(rows), ctx, viewer)
+    tracks = presenters.tracks(
+        rules.not_label_hidden(rules.visible(rows), applied, labelers.redact, listed=True), ctx, viewer
+    )
+    labels.attach(tracks, applied)
     body = TrackPageOutput(tracks=tracks, cursor=next_cursor(rows, limit))
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

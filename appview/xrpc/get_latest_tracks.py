@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
-from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, next_cursor, ok, respond, unpack, viewer_of
+from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, next_cursor, ok, unpack, viewer_of
 from appview.hydrate import Skeleton
 from appview.views import TrackPageOutput
 
@@ -38,8 +38,12 @@ async def handler(
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
     walk = skeleton(unpack(cursor), limit)
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         rows = await hydrate.page_rows(conn, walk, viewer)
-    tracks = presenters.tracks(rules.visible(rows), ctx, viewer)
+        applied = await labels.for_tracks(conn, rows, labelers)
+    shown = rules.not_label_hidden(rules.visible(rows), applied, labelers.redact, listed=True)
+    tracks = presenters.tracks(shown, ctx, viewer)
+    labels.attach(tracks, applied)
     body = TrackPageOutput(tracks=tracks, cursor=next_cursor(rows, limit))
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

@@ -9,9 +9,9 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
-from appview.http import DEFAULT_LIMIT, Limit, as_utc, ok, respond, viewer_of
+from appview.http import DEFAULT_LIMIT, Limit, as_utc, ok, viewer_of
 from appview.hydrate import Skeleton
 from appview.memo import Slot
 from appview.views import TracksOutput
@@ -55,7 +55,13 @@ async def handler(
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
     uris = (await ranking(ctx, as_utc(since)))[:limit]
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         found = await hydrate.tracks(conn, uris, viewer)
-    tracks = presenters.tracks(rules.in_order(uris, found), ctx, viewer)
-    return respond(request, TracksOutput(tracks=tracks), viewer=viewer, max_age=ctx.settings.cache_max_age)
+        applied = await labels.for_tracks(conn, found.values(), labelers)
+    rows = rules.not_label_hidden(rules.in_order(uris, found), applied, labelers.redact, listed=True)
+    tracks = presenters.tracks(rows, ctx, viewer)
+    labels.attach(tracks, applied)
+    return labels.respond_labeled(
+        request, TracksOutput(tracks=tracks), viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers
+    )

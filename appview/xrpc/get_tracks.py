@@ -8,9 +8,9 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
-from appview.http import ok, respond, split_at_uri, viewer_of
+from appview.http import ok, split_at_uri, viewer_of
 from appview.views import TracksOutput
 from indexer.fold.collections.track import NSID as TRACK
 
@@ -27,7 +27,13 @@ async def handler(request: Request[Any, Any, Any], ctx: NamedDependency[AppConte
         split_at_uri(uri, TRACK)
     # Skeleton: the URIs asked for, each once.
     wanted = list(dict.fromkeys(uris))
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         found = await hydrate.tracks(conn, wanted, viewer)
-    tracks = presenters.tracks(rules.in_order(wanted, found), ctx, viewer)
-    return respond(request, TracksOutput(tracks=tracks), viewer=viewer, max_age=ctx.settings.cache_max_age)
+        applied = await labels.for_tracks(conn, found.values(), labelers)
+    rows = rules.not_label_hidden(rules.in_order(wanted, found), applied, labelers.redact, listed=False)
+    tracks = presenters.tracks(rows, ctx, viewer)
+    labels.attach(tracks, applied)
+    return labels.respond_labeled(
+        request, TracksOutput(tracks=tracks), viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers
+    )

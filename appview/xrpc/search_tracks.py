@@ -15,7 +15,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import (
     DEFAULT_LIMIT,
@@ -25,7 +25,6 @@ from appview.http import (
     XrpcError,
     ok,
     pack_ranked,
-    respond,
     unpack_ranked,
     viewer_of,
 )
@@ -175,10 +174,15 @@ async def handler(
     if not text or "\x00" in text:
         raise XrpcError("InvalidRequest", "q must contain some text")
     walks = skeleton(text, unpack_ranked(cursor), ctx.trigram)
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         rows = await ranked_page(conn, walks, limit, viewer)
-    tracks = presenters.tracks(rules.visible(rows), ctx, viewer)
+        applied = await labels.for_tracks(conn, rows, labelers)
+    tracks = presenters.tracks(
+        rules.not_label_hidden(rules.visible(rows), applied, labelers.redact, listed=True), ctx, viewer
+    )
+    labels.attach(tracks, applied)
     last = rows[-1] if len(rows) == limit else None
     next_cursor = pack_ranked(last.rank, last.sort_at, last.sort_cid) if last else None
     body = TrackPageOutput(tracks=tracks, cursor=next_cursor)
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

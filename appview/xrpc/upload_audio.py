@@ -5,7 +5,7 @@ exactly as for reads. The file is never held in memory: it is streamed to a spoo
 counted (refused as soon as it passes the size limit, and up front when Content-Length already says so), then
 checked by mutagen (indexer/audio/probe.py), then stored under `audio/<sha256>` unless those bytes are already
 there. The spool file is removed whatever happens, so an interrupted upload leaves no object, no row and no
-file.
+file. Uploads are rate limited per uploader (appview/ratelimit.py): requests per hour, and new bytes per day.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from appview.context import AppContext
 from appview.http import XrpcError
+from appview.moderation import refuse_taken_down_account
+from appview.ratelimit import upload_bytes
 from appview.views import ErrorOutput
 from indexer.audio.probe import InvalidAudio, kind_of, probe
 from indexer.audio.refs import audio_url
@@ -90,6 +92,7 @@ async def upload(request: Request[Any, Any, Any], ctx: AppContext) -> tuple[Uplo
     uploader = await ctx.auth.viewer(request.headers.get("authorization"), NSID)
     if uploader is None:
         raise XrpcError("AuthRequired", f"uploads need a service-auth token (lxm {NSID})", status=401)
+    await refuse_taken_down_account(ctx.pool, uploader)
     content_type = request.headers.get("content-type")
     try:
         kind_of(content_type)
@@ -115,17 +118,24 @@ async def upload(request: Request[Any, Any, Any], ctx: AppContext) -> tuple[Uplo
         except InvalidAudio as exc:
             raise XrpcError("InvalidAudio", str(exc)) from exc
         key = audio_key(sha256)
-        stored = await store.put_file(key, path, content_type=probed.mime_type)
-        await ctx.stored_audio.record(sha256, size, probed, uploader)
-        if not stored and not await store.exists(key):
-            # A cleanup deleted the (orphaned) object between our check and our row update: store it again.
+
+        async def already_stored() -> bool:
+            return await ctx.stored_audio.mime_type(sha256) is not None
+
+        # 429 when the uploader's daily byte quota has no room for the file; bytes already stored do not count.
+        async with upload_bytes(ctx.limits, uploader, size, already_stored) as counted:
             stored = await store.put_file(key, path, content_type=probed.mime_type)
+            await ctx.stored_audio.record(sha256, size, probed, uploader)
+            if not stored and not await store.exists(key):
+                # A cleanup deleted the (orphaned) object between our check and our row update: store it again.
+                stored = await store.put_file(key, path, content_type=probed.mime_type)
+            counted[0] = stored
     finally:
         # Synchronous on purpose: it must run even when the request task is being cancelled.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
     out = UploadAudioOutput(
-        audio_url=audio_url(ctx.settings.public_host, sha256),
+        audio_url=audio_url(ctx.settings.public_origin, sha256),
         sha256=sha256,
         size=size,
         mime_type=probed.mime_type,
@@ -139,6 +149,7 @@ _OUTCOMES = {
     "PayloadTooLarge": "too_large",
     "InvalidAudio": "invalid_audio",
     "UploadInterrupted": "interrupted",
+    "RateLimitExceeded": "rate_limited",
 }
 
 

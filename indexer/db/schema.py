@@ -142,7 +142,26 @@ actors = Table(
     _tstz("status_time"),
     Column("status_seq", BigInteger),
     Column("status_event_id", BigInteger),
+    # An operator's takedown of the whole account (fold state from `takedowns`): its records leave the
+    # projections like a deleted account's, and come back on undo.
+    Column("taken_down", Boolean, nullable=False, server_default=text("false")),
     Index("actors_handle_idx", "handle"),
+)
+
+# Operator takedowns (migration 0007), folded from the log's `takedown` events (indexer/moderation/takedowns.py):
+# per subject the latest event, applied or undone. A subject is an account (collection and rkey ''), a record
+# (did, collection, rkey; it need not be indexed yet) or an uploaded audio object (did '', collection 'blob',
+# rkey its sha256). Fold state like `records`: `rebuild` refolds it from the log.
+takedowns = Table(
+    "takedowns",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("applied", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("event_id", BigInteger, nullable=False),
+    _tstz("updated_at", nullable=False),
 )
 
 tracks = Table(
@@ -267,7 +286,7 @@ profiles = Table(
 )
 
 PROJECTIONS = ("tracks", "likes", "comments", "lists", "list_items", "profiles")
-FOLD_STATE = ("records", "actors")
+FOLD_STATE = ("records", "actors", "takedowns")
 
 # Uploaded audio (migration 0005). Not a projection: uploads are not events, and `rebuild` leaves them alone.
 # One row per stored object (key `audio/<sha256>`); `uploaded_at` is the latest upload of those bytes, so a
@@ -306,4 +325,51 @@ Index(
     text("""lower(substr(audio_url, strpos(audio_url, '/audio-files/'::text) + 13, 64))"""),
     _table=tracks,
     postgresql_where=tracks.c.audio_url.like("%/audio-files/%"),
+)
+
+# Labels of the configured labelers (indexer/labels): per (src, uri, val) the newest one signed, negations
+# included. Not part of the log: a labeler's stream is its own source of truth, followed by its own cursor.
+labels = Table(
+    "labels",
+    metadata,
+    Column("src", Text, primary_key=True),
+    Column("uri", Text, primary_key=True),
+    Column("val", Text, primary_key=True),
+    Column("cid", Text),
+    Column("neg", Boolean, nullable=False, server_default=text("false")),
+    # As signed (the text), and parsed (to order labels and to expire them).
+    Column("cts", Text, nullable=False),
+    _tstz("cts_at", nullable=False),
+    Column("exp", Text),
+    _tstz("exp_at"),
+    Column("sig", LargeBinary, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    _tstz("received_at", nullable=False, server_default=text("now()")),
+    Index("labels_uri_idx", "uri"),
+)
+
+# Rate-limit counters (migration 0009; appview/ratelimit.py): units a subject (`ip:<address>` or a DID) spent in
+# the fixed window of `policy` starting at `window_start` (unix seconds). UNLOGGED: no WAL per request; a crash
+# resets the counters, which only forgives.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("policy", Text, primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    _tstz("expires_at", nullable=False),
+    Index("rate_limits_expires_idx", "expires_at"),
+    prefixes=["UNLOGGED"],
+)
+
+# Service-auth token ids accepted, until the token expires (migration 0009; appview/auth.py): a replay is
+# refused by every replica.
+service_auth_jtis = Table(
+    "service_auth_jtis",
+    metadata,
+    Column("issuer", Text, primary_key=True),
+    Column("jti", Text, primary_key=True),
+    _tstz("expires_at", nullable=False),
+    Index("service_auth_jtis_expires_idx", "expires_at"),
 )
