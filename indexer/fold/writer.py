@@ -5,7 +5,7 @@ Invariants (tested in tests/test_fold_*.py and tests/test_replay.py):
 - the log append, the fold and the source cursor commit in ONE transaction: a crash replays, never skips;
 - a cursor moves only past items that are durable (events, rejections and checkpoints alike);
 - delivery is at-least-once: a duplicate is stored once and folds to nothing;
-- bounded memory: sources are pulled through a bounded queue, batches are bounded in size and time;
+- bounded memory: sources are pulled through a bounded queue, batches are bounded in size;
 - no input can stall ingest: a batch that Postgres refuses is split until the one bad item is isolated and
   kept as a rejection; a lost connection is retried with backoff until the database is back.
 
@@ -13,6 +13,17 @@ The first three hold for every batch `apply` commits; the last two are this modu
 batcher, database writer, joined by bounded queues), the retry and the split. It also counts each batch in the
 metrics (`record_batch`, shared with the write proxy's fold), and what became of each item (`WriteStats`: every
 item in exactly one of appended, duplicates, rejected, ignored and checkpoints).
+
+Batches are as large as the load makes them, not as a timer makes them (`run`): a batch is handed to the
+database writer as soon as the source has nothing more queued and the writer can take it, so a lone event is
+committed at once; while the writer is busy, what arrives joins the next batch, up to `batch_size` (group
+commit). Under a backlog (a replay, a catch-up, a slow database) every batch is full. `batch_seconds`, 0 by
+default, makes a batch also wait that long after its first item for more company, trading latency for fewer,
+larger transactions.
+
+The fold's temp tables keep their rows across commits ("PRESERVE ROWS", indexer/fold/apply.py) and are emptied
+right after each commit, before the next batch is taken: with "DELETE ROWS" Postgres would truncate them inside
+every commit, which is most of the cost of committing a one-event batch.
 """
 
 from __future__ import annotations
@@ -32,11 +43,18 @@ import psycopg
 from indexer.atproto.identity.handles import HandleVerifier
 from indexer.atproto.lexicon import Validator
 from indexer.events import Checkpoint, Item
-from indexer.fold.apply import Applied, apply, create_temp_tables
+from indexer.fold import sql
+from indexer.fold.apply import Applied, apply, create_temp_tables, empty_temp_tables
 from indexer.fold.prepare import Prepared, Preparer, refused
 from indexer.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# With "PRESERVE ROWS" temp tables: emptied by DELETE after a small batch (no file operations, but dead rows stay,
+# and temp tables are never vacuumed), by TRUNCATE once this many items have gone through them since the last
+# TRUNCATE (which a batch this large pays for at once, as "DELETE ROWS" would have).
+TRUNCATE_AFTER_ITEMS = 1000
+_TRUNCATE = "TRUNCATE " + ", ".join(sql.TEMP_TABLE_NAMES)
 
 
 @dataclass
@@ -50,7 +68,7 @@ class WriteStats:
     - `rejected`: items refused, each with a row in `rejections` (`by_reason` counts them by reason). A record
       its lexicon refuses is one of them, although it also enters the log for its rev; an item refused again on
       a later delivery is counted again but stored once;
-    - `ignored`: events that are not ours (a collection outside `fm.plyr.`);
+    - `ignored`: events that are not ours (a collection we do not want: `indexer.fold.collections.WANTED`);
     - `checkpoints`: source positions with nothing to store.
     """
 
@@ -98,6 +116,9 @@ def _end_now(queue: asyncio.Queue[Any]) -> None:
 
 
 class BatchWriter:
+    """Writes items batch by batch (see the module docstring). `on_commit` is how the fold's temp tables are
+    emptied: "PRESERVE ROWS" (the default) right after each commit, "DELETE ROWS" by Postgres inside it."""
+
     def __init__(
         self,
         conninfo: str,
@@ -106,9 +127,10 @@ class BatchWriter:
         metrics: Metrics | None = None,
         verifier: HandleVerifier | None = None,
         batch_size: int = 5000,
-        batch_seconds: float = 0.5,
+        batch_seconds: float = 0.0,
         max_backoff: float = 30.0,
         own_audio_host: str | None = None,
+        on_commit: sql.OnCommit = "PRESERVE ROWS",
     ) -> None:
         self._conninfo = conninfo
         self._preparer = Preparer(validator, verifier=verifier, own_audio_host=own_audio_host)
@@ -116,7 +138,11 @@ class BatchWriter:
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
         self._max_backoff = max_backoff
+        self._on_commit: sql.OnCommit = on_commit
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        # Whether the temp tables may hold rows of a committed batch (its emptying failed or was interrupted).
+        self._dirty = False
+        self._since_truncate = 0
 
     async def __aenter__(self) -> BatchWriter:
         await self._connect()
@@ -135,9 +161,12 @@ class BatchWriter:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        # Rows go at every commit: simple, and cheap next to a batch of thousands (see indexer/fold/apply.py).
-        await create_temp_tables(conn, "DELETE ROWS")
-        self._conn = conn
+        try:
+            await create_temp_tables(conn, self._on_commit)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._dirty, self._since_truncate = conn, False, 0
         return conn
 
     # -- the pipeline -------------------------------------------------------------------------------------
@@ -147,28 +176,37 @@ class BatchWriter:
     ) -> WriteStats:
         """Consume `items` until exhausted, in three stages joined by bounded queues: the source (parsing), the
         batcher (validation and row building) and the database writer. Python prepares the next batch while
-        Postgres folds the current one; a slow database pushes back on the source, never grows a buffer."""
+        Postgres folds the current one; a slow database pushes back on the source, never grows a buffer.
+
+        One prepared batch at most waits for the database writer (`ready`): the batcher closes a batch when
+        that slot is free and the source has nothing more queued (after `batch_seconds`, if set), or when the
+        batch is full; while the slot is taken, arrivals join the open batch."""
         raw: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.batch_size * 2)
-        ready: asyncio.Queue[tuple[Sequence[Item], Prepared] | None] = asyncio.Queue(maxsize=2)
+        ready: asyncio.Queue[tuple[Sequence[Item], Prepared] | None] = asyncio.Queue(maxsize=1)
+        # Set when an item arrives or the database writer takes the waiting batch: what an open batch waits for.
+        wake = asyncio.Event()
         total = WriteStats()
 
         async def pump() -> None:
             try:
                 async for item in items:
                     await raw.put(item)
+                    wake.set()
             except asyncio.CancelledError:
                 _end_now(raw)
                 raise
             except BaseException:
                 await raw.put(None)
+                wake.set()
                 raise
             await raw.put(None)
+            wake.set()
 
         async def batcher() -> None:
             try:
                 ended = False
                 while not ended:
-                    batch, ended = await self._collect(raw)
+                    batch, ended = await self._collect(raw, ready, wake)
                     if batch:
                         await ready.put((batch, await self._preparer.prepare(batch)))
             except asyncio.CancelledError:
@@ -182,6 +220,7 @@ class BatchWriter:
         stages = [asyncio.create_task(pump()), asyncio.create_task(batcher())]
         try:
             while (entry := await ready.get()) is not None:
+                wake.set()  # the slot is free: the batcher may close its batch
                 stats = await self._write_batch(*entry)
                 total.add(stats)
                 if on_batch is not None:
@@ -196,24 +235,38 @@ class BatchWriter:
                         await stage
         return total
 
-    async def _collect(self, queue: asyncio.Queue[Item | None]) -> tuple[list[Item], bool]:
-        """Up to batch_size items, waiting at most batch_seconds after the first; True once the source ended."""
+    async def _collect(
+        self, queue: asyncio.Queue[Item | None], ready: asyncio.Queue[Any], wake: asyncio.Event
+    ) -> tuple[list[Item], bool]:
+        """The next batch: up to batch_size items, closed as soon as the source has nothing more queued, the
+        database writer's slot (`ready`) is free and batch_seconds have passed since the first item. True once
+        the source ended."""
         first = await queue.get()
         if first is None:
             return [], True
         batch: list[Item] = [first]
-        deadline = time.monotonic() + self.batch_seconds
+        linger_until = time.monotonic() + self.batch_seconds
+        settled = False
         while len(batch) < self.batch_size:
             try:
                 nxt = queue.get_nowait()
             except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not settled:
+                    # One turn of the event loop: a source holding more already-received items hands them over
+                    # now, so a burst that arrived together is committed together.
+                    settled = True
+                    await asyncio.sleep(0)
+                    continue
+                lingering = time.monotonic() < linger_until
+                if ready.empty() and not lingering:
                     break
-                try:
-                    nxt = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    break
+                wake.clear()
+                # With the slot taken, wait for an item or the slot; with it free, for an item or the window.
+                timeout = linger_until - time.monotonic() if ready.empty() else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+                settled = False
+                continue
             if nxt is None:
                 return batch, True
             batch.append(nxt)
@@ -246,6 +299,7 @@ class BatchWriter:
                 await self.close()  # the transaction was rolled back; start from a known-good connection
                 return await self._split(items, exc)
         record_batch(self._metrics, prepared, applied, seconds=time.perf_counter() - started)
+        await self._settle()
         return WriteStats.of(prepared, applied)
 
     async def _split(self, items: Sequence[Item], exc: psycopg.Error) -> WriteStats:
@@ -261,13 +315,38 @@ class BatchWriter:
             return WriteStats(batches=1, items=1, checkpoints=1)
         poison = refused(item, str(exc))
         await self._commit(poison)
+        await self._settle()
         self._metrics.events_rejected.labels("unstorable").inc()
         return WriteStats(batches=1, items=1, rejected=1, by_reason=poison.by_reason)
 
     async def _commit(self, prepared: Prepared) -> Applied:
+        if self._dirty:
+            await self._settle()  # a committed batch's emptying was interrupted: `apply` needs empty tables
         conn = await self._connect()
         async with conn.transaction():
-            return await apply(conn, prepared)
+            applied = await apply(conn, prepared)
+        if self._on_commit == "PRESERVE ROWS":
+            self._dirty = True
+            self._since_truncate += prepared.items
+        return applied
+
+    async def _settle(self) -> None:
+        """Empty the temp tables of the batch just committed, off its commit (the batch is visible already).
+        A connection that fails at it is replaced: its successor's tables start empty; the batch stays written."""
+        conn = self._conn
+        if not self._dirty or conn is None or conn.closed:
+            self._dirty = False
+            return
+        try:
+            if self._since_truncate >= TRUNCATE_AFTER_ITEMS:
+                await conn.execute(_TRUNCATE)
+                self._since_truncate = 0
+            else:
+                await empty_temp_tables(conn)
+        except psycopg.Error as exc:
+            log.warning("could not empty the fold's temp tables; reconnecting", extra={"error": str(exc)[:500]})
+            await self.close()
+        self._dirty = False
 
 
 def record_batch(metrics: Metrics, prepared: Prepared, applied: Applied, *, seconds: float) -> None:
