@@ -1,9 +1,15 @@
-"""`plyr-appview rebuild`: refold the whole event log into fresh projections, in one transaction, and print the
-state hash before and after (equal unless the projections had drifted from the log)."""
+"""`plyr-appview rebuild`: derive the fold state and the projections again from the whole event log, in one
+transaction (indexer/fold/rebuild.py), and print the state hash before and after (equal unless the projections
+had drifted from the log).
+
+By default the API keeps serving the old index until the rebuild commits; `--offline` empties the tables by
+TRUNCATE and builds their indexes again after the load, about 1.7 times as fast, while readers of the index wait:
+for a maintenance window."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import psycopg
 
@@ -16,7 +22,12 @@ from indexer.status import state_hash
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--batch-size", type=positive_int, default=20_000, help="log events folded per step (default 20000)"
+        "--offline",
+        action="store_true",
+        help="faster, but API reads wait until the rebuild commits; by default they keep seeing the old index",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="ignored: the rebuild is one pass over the whole log"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal)")
 
@@ -27,20 +38,23 @@ async def _hash(url: str) -> str:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    bar = progress_bar(desc="rebuild", unit="ev", disable=args.no_progress)
+    if args.batch_size is not None:
+        print("note: --batch-size is ignored: rebuild is one set-based pass over the whole log", file=sys.stderr)
+    bar = progress_bar(desc="rebuild", unit="step", disable=args.no_progress)
 
-    def progress(done: int, total: int) -> None:
+    def progress(step: str, done: int, total: int) -> None:
         bar.total = total
         bar.n = done
+        bar.set_description(f"rebuild: {step}", refresh=False)
         bar.refresh()
 
     with database(settings) as url:
         before = run(lambda: _hash(url))
-        folded = run(lambda: rebuild(url, batch_size=args.batch_size, progress=progress))
+        events = run(lambda: rebuild(url, online=not args.offline, progress=progress))
         bar.close()
         after = run(lambda: _hash(url))
-    print_json({"events": folded, "state_hash_before": before, "state_hash_after": after})
+    print_json({"events": events, "state_hash_before": before, "state_hash_after": after})
     return EXIT_OK
 
 
-COMMAND = Command("rebuild", "refold the whole event log into fresh projections", _arguments, _run)
+COMMAND = Command("rebuild", "derive the fold state and projections again from the whole event log", _arguments, _run)
