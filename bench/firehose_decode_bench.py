@@ -36,8 +36,9 @@ import zstandard
 
 from indexer.atproto.repo.signatures import parse_signing_key, verify_commit_with_key
 from indexer.capture.files import iter_capture
-from indexer.events import Event, is_relevant_collection
+from indexer.events import Event
 from indexer.firehose.frames import decode_frame
+from indexer.fold.collections import WANTED
 
 DEFAULT_CAPTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "corpus" / "frames.bin.zst"
 
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(frames)} frames ({len(corpus)} production frames x {repeat}), median of {args.rounds}\n")
 
     rows: list[tuple[str, Callable[[bytes], int]]] = [
-        ("filter fm.plyr.*   ours", ours(is_relevant_collection)),
+        ("filter fm.plyr.*   ours", ours(WANTED)),
         ("filter fm.plyr.*   SDK", lambda d: sdk_decode(d, "fm.plyr.")),
         ("everything         ours", ours(_everything)),
         ("everything         SDK", lambda d: sdk_decode(d, "")),

@@ -8,6 +8,7 @@ in the rejections table: hostile input is never fatal and never silently dropped
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -15,7 +16,9 @@ import msgspec
 Kind = Literal["commit", "identity", "account"]
 Operation = Literal["create", "update", "delete"]
 
-COLLECTION_PREFIX = "fm.plyr."
+# Our own namespace: every collection under it is ours, known or not (a record no lexicon describes is logged and
+# rejected, evidence of what was refused), and the write proxy writes only there.
+OWN_NAMESPACE = "fm.plyr."
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -70,8 +73,41 @@ class Checkpoint(msgspec.Struct, kw_only=True):
 Item = Event | Malformed | Checkpoint
 
 
-def is_relevant_collection(collection: str | None) -> bool:
-    return collection is not None and collection.startswith(COLLECTION_PREFIX)
+class Wanted:
+    """Which commits are ours: whole namespaces (a prefix ending in `.`, e.g. `fm.plyr.`: every collection under
+    it) and single collections of other apps' namespaces (e.g. `fm.teal.feed.play`: another app's other records
+    are not ours to store or to reject). The registry of projected collections
+    (`indexer.fold.collections.WANTED`) builds the one instance every source filters with; a `Wanted` is also
+    the predicate `want(collection) -> bool` the firehose, CAR and backfill code take."""
+
+    __slots__ = ("markers", "namespaces", "nsids", "patterns")
+
+    def __init__(self, namespaces: Iterable[str] = (), nsids: Iterable[str] = ()) -> None:
+        self.namespaces: tuple[str, ...] = tuple(dict.fromkeys(namespaces))
+        if not all(n.endswith(".") and len(n) > 1 for n in self.namespaces):
+            raise ValueError(f"a namespace ends with '.': {self.namespaces}")
+        self.nsids: frozenset[str] = frozenset(n for n in nsids if not n.startswith(self.namespaces))
+        # As Jetstream takes them (`wantedCollections` / `collections`: NSIDs, or `x.y.*` for a namespace), in a
+        # stable order so requests are reproducible.
+        self.patterns: tuple[str, ...] = (*(n + "*" for n in self.namespaces), *sorted(self.nsids))
+        # What a frame that holds one of ours must contain (Jetstream writes NSIDs unescaped).
+        self.markers: tuple[bytes, ...] = tuple(p.rstrip("*").encode() for p in self.patterns)
+
+    def __call__(self, collection: str | None) -> bool:
+        return collection is not None and (collection in self.nsids or collection.startswith(self.namespaces))
+
+    def may_be(self, named: bytes) -> bool:
+        """Whether `named`, a collection name read from text that may be cut short, is or may still become one
+        of ours."""
+        for marker in self.markers:
+            if named.startswith(marker) if marker.endswith(b".") else named == marker:
+                return True
+            if marker.startswith(named):
+                return True
+        return False
+
+    def __repr__(self) -> str:
+        return f"Wanted({', '.join(self.patterns)})"
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -88,13 +88,18 @@ def test_corpus_all_collections_matches_jetstream_events() -> None:
     assert seqs == sorted(seqs) and seqs[0] == manifest()["seq_first"] and seqs[-1] == manifest()["seq_last"]
 
 
-def test_corpus_default_filter_keeps_only_fm_plyr_and_identity_account() -> None:
-    # The window holds no fm.plyr.* commit, so only the identity and account events survive the filter.
+def test_corpus_default_filter_keeps_only_wanted_commits_and_identity_account() -> None:
+    # The window holds no fm.plyr.* commit and one teal.fm status update: that one, the identity and the
+    # account events survive the filter.
     items = [i for f in corpus_frames() for i in decode_frame(f, source="s")]
     assert all(isinstance(i, Event) for i in items)
     assert [(i.kind, i.cursor) for i in items if isinstance(i, Event)] == [
+        ("commit", 31527015349),
         ("identity", 31527015470),
         ("account", 31527015471),
+    ]
+    assert [i.collection for i in items if isinstance(i, Event) and i.kind == "commit"] == [
+        "fm.teal.alpha.actor.status"
     ]
 
 
@@ -391,7 +396,8 @@ def test_verifier_is_not_called_for_irrelevant_commits() -> None:
     calls: list[str] = []
     for f in corpus_frames():
         decode_frame(f, source="s", verify=lambda d, c: calls.append(d))  # type: ignore[func-returns-value]
-    assert calls == []
+    # Only the window's one wanted commit (a teal.fm status) is verified.
+    assert calls == ["did:plc:2tvbiywvmdzx5tnblamijmhd"]
 
 
 # --- other frame types ----------------------------------------------------------------------------

@@ -8,17 +8,21 @@ import pytest
 
 from bench.synth import BASE_US, commit, like_record, make_cid, make_did, make_tid, track_record, uri
 from indexer.atproto.lexicon import Validator
-from indexer.events import COLLECTION_PREFIX, Item, Malformed
+from indexer.events import OWN_NAMESPACE, Item, Malformed
 from indexer.fold import sql
 from indexer.fold.apply import apply, create_temp_tables, empty_temp_tables
-from indexer.fold.collections import BY_NSID, COLLECTIONS, NSIDS
+from indexer.fold.collections import BY_NSID, COLLECTIONS, NSIDS, WANTED
 from indexer.fold.prepare import Preparer
 from tests.helpers import LIKE, TRACK, rows
 
 
 def test_registry_is_the_lexicons_records(validator: Validator) -> None:
     assert set(NSIDS) == set(validator.collections)
-    assert all(nsid.startswith(COLLECTION_PREFIX) for nsid in NSIDS)
+    # Every projected collection is wanted; from other namespaces exactly those, from ours the whole namespace.
+    assert all(WANTED(nsid) for nsid in NSIDS)
+    assert WANTED.namespaces == (OWN_NAMESPACE,)
+    assert WANTED.nsids == {nsid for nsid in NSIDS if not nsid.startswith(OWN_NAMESPACE)}
+    assert WANTED("fm.plyr.unknownThing") and not WANTED("fm.teal.alpha.actor.profile")
     assert list(BY_NSID) == list(NSIDS) == [c.nsid for c in COLLECTIONS]
 
 

@@ -98,7 +98,7 @@ def test_expected_corpus_parses_to_the_same_fields() -> None:
     kinds: dict[str, int] = {}
     for line in lines:
         raw = json.loads(line)
-        ev = parse_v1(line, "jetstream", collection_prefix=None)
+        ev = parse_v1(line, "jetstream", wanted=None)
         assert isinstance(ev, Event), ev
         kinds[ev.kind] = kinds.get(ev.kind, 0) + 1
         assert ev.did == raw["did"] and ev.kind == raw["kind"] and ev.source == "jetstream"
@@ -127,7 +127,7 @@ def test_expected_corpus_parses_to_the_same_fields() -> None:
 
 
 def test_golden_covers_every_operation_and_delete_has_no_record() -> None:
-    events = [parse_v1(line, "jetstream", collection_prefix=None) for line in golden()]
+    events = [parse_v1(line, "jetstream", wanted=None) for line in golden()]
     assert all(isinstance(e, Event) for e in events)
     ops = {e.operation for e in events if isinstance(e, Event) and e.kind == "commit"}
     assert ops == {"create", "update", "delete"}
@@ -137,8 +137,10 @@ def test_golden_covers_every_operation_and_delete_has_no_record() -> None:
 
 def test_collection_filter_keeps_identity_and_account_only_for_foreign_collections() -> None:
     kept = [parse_v1(line, "jetstream") for line in expected()]
-    assert sum(1 for k in kept if k is None) == 150
-    assert sorted(e.kind for e in kept if isinstance(e, Event)) == ["account", "identity"]
+    # The window's one wanted commit is a teal.fm now-playing status; the other 149 commits are other apps'.
+    assert sum(1 for k in kept if k is None) == 149
+    assert sorted(e.kind for e in kept if isinstance(e, Event)) == ["account", "commit", "identity"]
+    assert [e.collection for e in kept if isinstance(e, Event) and e.kind == "commit"] == ["fm.teal.alpha.actor.status"]
 
 
 def test_relevant_commit_is_kept_and_str_input_matches_bytes() -> None:
@@ -396,8 +398,8 @@ def v2_from_v1(line: bytes, seq: int) -> bytes:
 
 def test_v2_frames_parse_like_v1_with_seq_cursor() -> None:
     for n, line in enumerate(golden()):
-        one = parse_v1(line, "jetstream", collection_prefix=None)
-        two = parse_v2(v2_from_v1(line, 1000 + n), "jetstream-v2:h", collection_prefix=None)
+        one = parse_v1(line, "jetstream", wanted=None)
+        two = parse_v2(v2_from_v1(line, 1000 + n), "jetstream-v2:h", wanted=None)
         assert isinstance(one, Event) and isinstance(two, Event), two
         a, b = as_dict(one), as_dict(two)
         assert b.pop("cursor") == 1000 + n and b.pop("source") == "jetstream-v2:h"
@@ -556,8 +558,8 @@ def test_frame_positions() -> None:
 def test_v1_and_v2_judge_a_commit_alike(over: dict[str, Any]) -> None:
     # Both wires build their Event in one place, so a bad commit gets the same reason and detail from either.
     line = v1(commit={k: v for k, v in commit(**over).items() if v is not None})
-    one = parse_v1(line, "jetstream", collection_prefix=None)
-    two = parse_v2(v2_from_v1(line, 9), "jetstream-v2:h", collection_prefix=None)
+    one = parse_v1(line, "jetstream", wanted=None)
+    two = parse_v2(v2_from_v1(line, 9), "jetstream-v2:h", wanted=None)
     assert isinstance(one, Malformed) and isinstance(two, Malformed), (one, two)
     assert (one.reason, one.detail, one.did) == (two.reason, two.detail, two.did)
 
@@ -631,8 +633,8 @@ def test_a_broken_line_is_ours_exactly_when_it_does_not_name_another_collection(
 def test_every_collection_is_kept_without_a_prefix_even_when_broken() -> None:
     # Without a prefix (a capture of everything) nothing is "another collection's": broken is rejected.
     like = _on_wire(v1(commit=_LIKE_OF_OUR_TRACK), "v1", "compact")
-    out = parse_v1(_cut(like, b"fm.plyr.track/"), "s", collection_prefix=None)
+    out = parse_v1(_cut(like, b"fm.plyr.track/"), "s", wanted=None)
     assert isinstance(out, Malformed) and out.reason == "invalid_json"
     post = _on_wire(v1(commit=commit(collection="app.bsky.feed.post", rev=5)), "v1", "compact")
-    out = parse_v1(post, "s", collection_prefix=None)
+    out = parse_v1(post, "s", wanted=None)
     assert isinstance(out, Malformed) and out.reason == "invalid_field"

@@ -36,6 +36,14 @@ from indexer.source_status import SourceState
 
 REFERENCE = Path(os.environ.get("PLYR_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 V2_TYPE = "network.bsky.jetstream.subscribeEvents#"
+# What every connection asks for, one repeated parameter each: our namespace whole, and teal.fm's plays and statuses.
+WANTED_QUERY = [
+    "fm.plyr.*",
+    "fm.teal.actor.status",
+    "fm.teal.alpha.actor.status",
+    "fm.teal.alpha.feed.play",
+    "fm.teal.feed.play",
+]
 
 # Fast settings for every test; each test overrides what it exercises.
 FAST: dict[str, Any] = {
@@ -201,7 +209,7 @@ def test_parse_endpoint() -> None:
 def test_first_url_rewinds_the_start_cursor() -> None:
     src = JetstreamSource(["wss://a"], start_cursor=1_783_175_888_000_000, rewind_on_switch_us=600_000_000)
     q = parse_qs(urlsplit(src.url_for_next_connection()).query)
-    assert q["cursor"] == ["1783175288000000"] and q["wantedCollections"] == ["fm.plyr.*"]
+    assert q["cursor"] == ["1783175288000000"] and q["wantedCollections"] == WANTED_QUERY
     assert q["compress"] == ["true"] and q["maxMessageSizeBytes"] == [str(4 * 1024 * 1024)]
     tip = JetstreamSource(["wss://a"], start_cursor=None, compress=False)
     q = parse_qs(urlsplit(tip.url_for_next_connection()).query)
@@ -230,7 +238,7 @@ async def test_plain_v1_filters_and_sends_the_right_query() -> None:
     assert all(isinstance(e, Event) and e.source == "jetstream" for e in got)
     q = server.queries[0]
     assert urlsplit(server.requests[0]).path == "/subscribe"
-    assert q["wantedCollections"] == ["fm.plyr.*"] and "cursor" not in q and "compress" not in q
+    assert q["wantedCollections"] == WANTED_QUERY and "cursor" not in q and "compress" not in q
     assert "wantedCollections=fm.plyr.*" in server.requests[0]
     assert metrics.registry.get_sample_value("plyr_events_received_total", {"source": "jetstream"}) == len(lines)
 
@@ -539,7 +547,7 @@ async def test_v2_compressed_stream_reconnects_at_the_inclusive_seq_and_drops_th
     assert [e.time_us for e in got] == [time_us(line) for line in lines]
     q = server.queries[0]
     assert urlsplit(server.requests[0]).path == V2_PATH
-    assert q["collections"] == ["fm.plyr.*"] and q["kinds"] == ["commit", "identity", "account"]
+    assert q["collections"] == WANTED_QUERY and q["kinds"] == ["commit", "identity", "account"]
     assert q["zstdDictionary"] == ["20260811"] and "wantedCollections" not in q and "compress" not in q
     assert server.cursors() == [None, 12]
     assert subprotocols == ["xrpc.v1.json", "xrpc.v1.json"]

@@ -108,8 +108,17 @@ def check(validator: Validator, collection: str, record: object, rkey: str | Non
 # --- loading ----------------------------------------------------------------------------------------------
 
 
-def test_collections_are_the_five_record_lexicons(validator: Validator) -> None:
-    assert validator.collections == frozenset(COLLECTIONS)
+# teal.fm's play and status records (lexicons/fm/teal), current and legacy namespaces.
+TEAL_COLLECTIONS = [
+    "fm.teal.feed.play",
+    "fm.teal.alpha.feed.play",
+    "fm.teal.actor.status",
+    "fm.teal.alpha.actor.status",
+]
+
+
+def test_collections_are_the_record_lexicons(validator: Validator) -> None:
+    assert validator.collections == frozenset(COLLECTIONS + TEAL_COLLECTIONS)
 
 
 def test_default_directory_is_the_checkout_copy() -> None:

@@ -208,8 +208,8 @@ def jetstream(kind: str = "commit", *, did: str = DID, time: str = TIME, body: A
         payload = {"seq": 9, "did": did, "time": time, kind: body}
     v2 = {"$type": "message", "payload": {"$type": f"network.bsky.jetstream.subscribeEvents#{kind}", **payload}}
     return [
-        parse_v1(json.dumps(v1), "jetstream", collection_prefix=None),
-        parse_v2(json.dumps(v2), "jetstream-v2:test", collection_prefix=None),
+        parse_v1(json.dumps(v1), "jetstream", wanted=None),
+        parse_v2(json.dumps(v2), "jetstream-v2:test", wanted=None),
     ]
 
 

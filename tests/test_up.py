@@ -95,7 +95,7 @@ async def test_up_indexes_serves_and_resumes(tmp_path: Path, db_factory: Any) ->
         finally:
             assert await stop(proc) == 0
         first = js.requests[0]
-        assert first["wantedCollections"] == ["fm.plyr.*"]
+        assert first["wantedCollections"][0] == "fm.plyr.*" and "fm.teal.feed.play" in first["wantedCollections"]
         assert "cursor" not in first
 
         # Restart: resumes from the committed cursor, rewound (duplicates are absorbed), nothing new appended.

@@ -6,7 +6,7 @@ from appview.http import XrpcError
 from appview.proxy.schemas import Record
 from indexer.atproto.lexicon import Validator
 from indexer.atproto.syntax import is_cid, is_did, is_handle, is_nsid, is_record_key
-from indexer.events import COLLECTION_PREFIX
+from indexer.events import OWN_NAMESPACE
 
 # Stands in for the TID the PDS will pick when a create names no rkey: the record is checked against the key
 # rule it will be stored under (a `literal:self` collection cannot be written without its literal key).
@@ -17,7 +17,7 @@ MAX_WRITES = 200
 
 
 def collection(validator: Validator, value: str) -> str:
-    if not is_nsid(value) or not value.startswith(COLLECTION_PREFIX):
+    if not is_nsid(value) or not value.startswith(OWN_NAMESPACE):
         raise XrpcError("InvalidRequest", f"collection must be an fm.plyr.* NSID, got {value[:100]!r}")
     if value not in validator.collections:
         raise XrpcError("InvalidRequest", f"unknown collection {value!r}: this service writes only known fm.plyr.*")

@@ -29,6 +29,7 @@ import zstandard
 from indexer.atproto.lexicon import Validator
 from indexer.events import Checkpoint, Event, Malformed
 from indexer.firehose.frames import Control, decode_frame
+from indexer.fold.collections import WANTED
 from indexer.jetstream.parse import DecompressError, Decompressor, StreamNotice, parse_v1, parse_v2
 from indexer.jetstream.zstd_dict import load_v1_dict
 
@@ -117,7 +118,7 @@ def _structured_event(r: _Bytes, v2: bool) -> bytes:
 
 
 def check_jetstream(data: bytes) -> str:
-    """Mode (first byte): 0 v1 line (fm.plyr.* filter), 1 v1 line (no filter), 2 zstd-compressed v1 line, 3 v2
+    """Mode (first byte): 0 v1 line (the WANTED filter), 1 v1 line (no filter), 2 zstd-compressed v1 line, 3 v2
     frame, 4 a valid v1 event with fields mutated structurally, 5 the same for a v2 frame."""
     if not data:
         return "empty"
@@ -138,7 +139,7 @@ def check_jetstream(data: bytes) -> str:
     if mode == 3:
         result: Event | Malformed | StreamNotice | None = parse_v2(payload, "fuzz")
     else:
-        result = parse_v1(payload, "fuzz", collection_prefix=None if mode == 1 else "fm.plyr.")
+        result = parse_v1(payload, "fuzz", wanted=None if mode == 1 else WANTED)
     if result is None:
         return "skipped"
     if isinstance(result, Malformed):

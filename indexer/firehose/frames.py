@@ -13,8 +13,9 @@ import libipld
 import msgspec
 
 from indexer.atproto.syntax import is_did
-from indexer.events import Checkpoint, Event, Malformed, is_relevant_collection, parse_time_us
+from indexer.events import Checkpoint, Event, Malformed, parse_time_us
 from indexer.firehose.commit import CommitVerifier, commit_items, malformed
+from indexer.fold.collections import WANTED
 
 DEFAULT_MAX_FRAME_BYTES = 5 * 1024 * 1024
 
@@ -50,7 +51,7 @@ def decode_frame(
     data: bytes,
     *,
     source: str,
-    want: Callable[[str], bool] = is_relevant_collection,
+    want: Callable[[str], bool] = WANTED,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     verify: CommitVerifier | None = None,
     checkpoint: bool = False,

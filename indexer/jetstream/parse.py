@@ -3,13 +3,14 @@
 Every function here is total: any input, however hostile, becomes an `Event`, a `Malformed` (with a short
 `reason` code) or `None` ("not ours"), never an exception.
 
-What is ours, given a collection prefix (`fm.plyr.` by default): everything but a commit that names a collection
-outside the prefix. Such a commit is None, broken or not, so other apps' garbage never fills the rejections;
-anything else that cannot become an `Event` is a `Malformed`. A message that names no collection cannot be shown
-to be another app's, so it is ours to reject: a commit without its `commit` body or its `collection`, and a line
-cut short before its collection. A line that is not JSON, or not whole (a truncated capture), is judged on its
-text (`_foreign_text`): it is another collection's when its first `"collection"` value, even cut short, can no
-longer be in the prefix; otherwise it is rejected as `invalid_json`, whether or not it mentions the prefix.
+What is ours, given the wanted collections (`indexer.fold.collections.WANTED` by default: `fm.plyr.*` and
+teal.fm's plays and statuses): everything but a commit that names a collection we do not want. Such a commit is
+None, broken or not, so other apps' garbage never fills the rejections; anything else that cannot become an
+`Event` is a `Malformed`. A message that names no collection cannot be shown to be another app's, so it is ours
+to reject: a commit without its `commit` body or its `collection`, and a line cut short before its collection. A
+line that is not JSON, or not whole (a truncated capture), is judged on its text (`_foreign_text`): it is another
+collection's when its first `"collection"` value, even cut short, can no longer be one we want; otherwise it is
+rejected as `invalid_json`, whether or not it mentions one.
 
 Each wire is decoded by msgspec into its own typed structs, which are mapped to one wire-independent
 `_Envelope`; the `Event` is built from the envelope by one function (`_event`), so both wires accept and
@@ -54,7 +55,6 @@ Jetstream v2 (`GET /xrpc/network.bsky.jetstream.subscribeEvents`)
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,7 +64,8 @@ import msgspec
 import zstandard
 
 from indexer.atproto.syntax import is_base32_cid, is_did, is_nsid, is_record_key, is_tid
-from indexer.events import COLLECTION_PREFIX, Event, Malformed, Operation, parse_time_us
+from indexer.events import Event, Malformed, Operation, Wanted, parse_time_us
+from indexer.fold.collections import WANTED
 from indexer.jetstream.zstd_dict import V1_DICT_ID, load_dict
 
 RAW_LIMIT: Final = 4096
@@ -278,11 +279,6 @@ def _valid_int(v: int | None) -> bool:
     return v is None or 0 <= v <= _MAX_INT64
 
 
-@functools.cache
-def _prefix_bytes(prefix: str) -> bytes:
-    return prefix.encode()
-
-
 # DIDs and collections repeat across events, so remembering the ones already checked skips most syntax checks.
 # Bounded by clearing: a hostile stream of fresh values costs one check each, never unbounded memory.
 _CACHE_LIMIT: Final = 100_000
@@ -312,8 +308,8 @@ def _valid_collection(collection: str) -> bool:
     return True
 
 
-def _event(env: _Envelope, source: str, collection_prefix: str | None) -> Event | None:
-    """The Event for `env`, or None for a commit whose collection does not start with `collection_prefix`.
+def _event(env: _Envelope, source: str, wanted: Wanted | None) -> Event | None:
+    """The Event for `env`, or None for a commit of a collection `wanted` does not want.
     Raises `_Bad` for an event that is ours but invalid."""
     kind = env.kind
     did = env.did
@@ -322,7 +318,7 @@ def _event(env: _Envelope, source: str, collection_prefix: str | None) -> Event 
         if c is None:
             raise _Bad("missing_field", env.wire.missing_body[kind])
         collection = c.collection
-        if collection_prefix is not None and not collection.startswith(collection_prefix):
+        if wanted is not None and not wanted(collection):
             return None
         operation = c.operation
         if not _valid_did(did):
@@ -430,27 +426,26 @@ def _named_collection(b: bytes) -> bytes | None:
     return rest[1:] if end < 0 else rest[1:end]
 
 
-def _foreign_text(b: bytes, prefix: bytes) -> bool:
-    """Whether a text that may not be JSON names a collection outside `prefix`: its first `"collection"` value,
+def _foreign_text(b: bytes, wanted: Wanted) -> bool:
+    """Whether a text that may not be JSON names a collection we do not want: its first `"collection"` value,
     even cut short, can no longer be one of ours."""
     named = _named_collection(b)
-    return named is not None and not named.startswith(prefix) and not prefix.startswith(named)
+    return named is not None and not wanted.may_be(named)
 
 
-def _cheap_foreign(b: bytes, prefix: str | None, commit_mark: bytes) -> bool:
+def _cheap_foreign(b: bytes, wanted: Wanted | None, commit_mark: bytes) -> bool:
     """The test before decoding, which spares a JSON decode of every other collection's commit: a commit whose
-    text names another collection and never mentions `prefix` is not ours (Jetstream writes NSIDs unescaped).
-    Whatever else is decoded, and judged exactly."""
-    if prefix is None:
+    text names another collection and never mentions one we want is not ours (Jetstream writes NSIDs
+    unescaped). Whatever else is decoded, and judged exactly."""
+    if wanted is None:
         return False
-    p = _prefix_bytes(prefix)
-    return p not in b and commit_mark in b and _foreign_text(b, p)
+    return commit_mark in b and not any(m in b for m in wanted.markers) and _foreign_text(b, wanted)
 
 
-def _unreadable(b: bytes, source: str, err: Exception, collection_prefix: str | None) -> Malformed | None:
+def _unreadable(b: bytes, source: str, err: Exception, wanted: Wanted | None) -> Malformed | None:
     """A text that is not (whole) JSON: None when it names another collection (`_foreign_text`), else
     `invalid_json`."""
-    if collection_prefix is not None and _foreign_text(b, _prefix_bytes(collection_prefix)):
+    if wanted is not None and _foreign_text(b, wanted):
         return None
     return _not_json(b, source, err)
 
@@ -461,13 +456,13 @@ def _validation_reason(message: str) -> str:
     return "invalid_field"
 
 
-def _invalid(b: bytes, source: str, message: str, collection_prefix: str | None, wire: _Wire) -> Malformed | None:
+def _invalid(b: bytes, source: str, message: str, wanted: Wanted | None, wire: _Wire) -> Malformed | None:
     """The typed decode failed with `message`: recover what can be known (did, cursor, relevance) from an
-    untyped decode. None for a commit outside `collection_prefix`, which is not ours even when broken."""
+    untyped decode. None for a commit of a collection we do not want, which is not ours even when broken."""
     try:
         obj = _any_decoder.decode(b)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a field the typed decoder skipped
-        return _unreadable(b, source, e, collection_prefix)
+        return _unreadable(b, source, e, wanted)
     if not isinstance(obj, dict):
         return Malformed(
             reason="not_object",
@@ -476,7 +471,7 @@ def _invalid(b: bytes, source: str, message: str, collection_prefix: str | None,
             source=source,
         )
     collection, did, cursor = wire.salvage(obj)
-    if collection_prefix is not None and isinstance(collection, str) and not collection.startswith(collection_prefix):
+    if wanted is not None and isinstance(collection, str) and not wanted(collection):
         return None
     return Malformed(
         reason=_validation_reason(message),
@@ -515,26 +510,26 @@ def parse_v1(
     data: bytes | bytearray | memoryview | str,
     source: str = "jetstream",
     *,
-    collection_prefix: str | None = COLLECTION_PREFIX,
+    wanted: Wanted | None = WANTED,
 ) -> Event | Malformed | None:
-    """One Jetstream v1 JSON event. Returns None for a commit whose collection does not start with
-    `collection_prefix` (None keeps every collection). Identity and account events are always kept."""
+    """One Jetstream v1 JSON event. Returns None for a commit of a collection `wanted` does not want (None keeps
+    every collection). Identity and account events are always kept."""
     b = _as_bytes(data)
-    if _cheap_foreign(b, collection_prefix, _V1_COMMIT_MARK):
-        # Frames that mention the prefix are decoded and filtered exactly in `_event`.
+    if _cheap_foreign(b, wanted, _V1_COMMIT_MARK):
+        # Frames that mention a wanted collection are decoded and filtered exactly in `_event`.
         return None
     try:
         ev = _v1_decoder.decode(b)
     except msgspec.ValidationError as e:
-        return _invalid(b, source, str(e), collection_prefix, _V1)
+        return _invalid(b, source, str(e), wanted, _V1)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
-        return _unreadable(b, source, e, collection_prefix)
+        return _unreadable(b, source, e, wanted)
     cursor = _position(ev.time_us)
     try:
         if cursor is None:
             raise _Bad("invalid_field", f"time_us {ev.time_us} is out of range")
         env = _Envelope(_V1, ev.kind, ev.did, cursor, cursor, ev.commit, ev.identity, ev.account)
-        return _event(env, source, collection_prefix)
+        return _event(env, source, wanted)
     except _Bad as bad:
         return _rejected(bad, b, source, ev.did, cursor)
 
@@ -603,21 +598,21 @@ def parse_v2(
     data: bytes | bytearray | memoryview | str,
     source: str,
     *,
-    collection_prefix: str | None = COLLECTION_PREFIX,
+    wanted: Wanted | None = WANTED,
 ) -> Event | Malformed | StreamNotice | None:
     """One Jetstream v2 (`subscribeEvents`, xrpc.v1.json) frame. `Event.cursor` is Jetstream's `seq`;
     `Event.time_us` is the envelope `time`; for identity/account `Event.seq`/`Event.time` are the upstream
     relay's. `#info` and error frames become a `StreamNotice`; `#sync`, which `Event` cannot express yet,
     becomes a `Malformed` with reason `unsupported_kind` so it is counted and kept rather than lost."""
     b = _as_bytes(data)
-    if _cheap_foreign(b, collection_prefix, _V2_COMMIT_MARK):
+    if _cheap_foreign(b, wanted, _V2_COMMIT_MARK):
         return None
     try:
         frame = _v2_decoder.decode(b)
     except msgspec.ValidationError as e:
-        return _invalid(b, source, str(e), collection_prefix, _V2)
+        return _invalid(b, source, str(e), wanted, _V2)
     except (msgspec.DecodeError, UnicodeDecodeError) as e:  # bad UTF-8 in a string raises the latter
-        return _unreadable(b, source, e, collection_prefix)
+        return _unreadable(b, source, e, wanted)
 
     if frame.type == "error":
         return StreamNotice(kind="error", name=frame.error or "Unknown", message=frame.message)
@@ -638,7 +633,7 @@ def parse_v2(
         return StreamNotice(kind="info", name=p.name or "Unknown", message=p.message)
     seq = _position(p.seq)
     try:
-        return _event(_v2_envelope(p, kind, seq), source, collection_prefix)
+        return _event(_v2_envelope(p, kind, seq), source, wanted)
     except _Bad as bad:
         return _rejected(bad, b, source, p.did, seq)
 

@@ -2,7 +2,8 @@
 batch writer.
 
 Each repo becomes, at its commit's rev:
-- a `create` per `fm.plyr.*` record in the signed MST (every block checked against its CID), and
+- a `create` per record of a collection we want (`WANTED`: `fm.plyr.*`, teal.fm plays and statuses) in the
+  signed MST (every block checked against its CID), and
 - a `delete` per record we hold for that DID that the repo no longer has,
 so the fold's "highest rev wins" rule makes the index equal the repo as of that commit, and any stream event
 older than it is refused afterwards. The handle the DID document claims is recorded with an identity event
@@ -38,8 +39,8 @@ from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError, 
 from indexer.atproto.netguard import ForbiddenHost
 from indexer.atproto.repo.car import CarError, RepoCar, read_repo_car
 from indexer.atproto.repo.signatures import verify_commit_with_key
-from indexer.events import COLLECTION_PREFIX, Event, Item, Malformed, is_relevant_collection
-from indexer.fold.collections import NSIDS
+from indexer.events import Event, Item, Malformed
+from indexer.fold.collections import NSIDS, WANTED
 from indexer.fold.writer import BatchWriter
 from indexer.sync import marks
 
@@ -275,7 +276,7 @@ class Backfiller:
         data = await self.fetch_car(pds, did)
         try:
             car = await asyncio.to_thread(read_repo_car, data)
-            found = await asyncio.to_thread(lambda: list(car.records(is_relevant_collection)))
+            found = await asyncio.to_thread(lambda: list(car.records(WANTED)))
         except CarError as e:
             raise RepoFailure(e.reason, f"{did}: {e.detail}") from None
         if car.commit.did != did:
@@ -309,13 +310,10 @@ class Backfiller:
                     record=rec.record,
                 )
             )
-        cur = await conn.execute(
-            "SELECT collection, rkey FROM records WHERE did = %s AND op <> 2 AND collection LIKE %s",
-            (did, COLLECTION_PREFIX + "%"),
-        )
+        cur = await conn.execute("SELECT collection, rkey FROM records WHERE did = %s AND op <> 2", (did,))
         deletes = 0
         for collection, rkey in await cur.fetchall():
-            if (collection, rkey) not in present:
+            if WANTED(collection) and (collection, rkey) not in present:
                 deletes += 1
                 items.append(
                     Event(

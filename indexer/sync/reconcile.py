@@ -1,9 +1,10 @@
 """Reconciliation: catch what a stream silently dropped (NOTES.md failure 4, the "blind" host).
 
 For each repo we know, the PDS's latest commit (`getLatestCommit`) is compared with the newest rev we hold
-for it (the max folded `fm.plyr.*` rev, or the rev last fetched or confirmed). A repo whose PDS is ahead is
-not necessarily missing anything of ours, since commits of other collections advance its rev too, so its
-`fm.plyr.*` records are listed (`listRecords`) and compared with ours, key and CID; only a repo that differs
+for it (the max folded rev of the collections we index, or the rev last fetched or confirmed). A repo whose PDS
+is ahead is not necessarily missing anything of ours, since commits of other collections advance its rev too, so
+its records of the collections we index (`NSIDS`) are listed (`listRecords`) and compared with ours, key and
+CID; only a repo that differs
 is marked "behind" and fetched whole (getRepo, signature checked) through the backfill path. One that
 matches is confirmed at that rev, so it is not listed again until it commits something new.
 

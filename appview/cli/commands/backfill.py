@@ -114,7 +114,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 BACKFILL = Command(
-    "backfill", "fetch whole repos (getRepo) and fold their fm.plyr.* records", _backfill_arguments, _run
+    "backfill",
+    "fetch whole repos (getRepo) and fold their fm.plyr.* and teal.fm play records",
+    _backfill_arguments,
+    _run,
 )
 RESYNC = Command(
     "resync", "fetch the repos marked for resync (rev gaps, #sync, OutdatedCursor, ...)", _fetch_arguments, _run

@@ -31,9 +31,10 @@ Prints one JSON object on stdout when done:
   rejected    items refused, each kept in the rejections table with a reason: malformed lines of ours,
               bad envelopes, and records their lexicon refuses (these also enter the log, for their rev,
               and are never shown). A refused item delivered again is counted again but stored once
-  ignored     lines or frames that hold nothing of ours: commits of collections outside fm.plyr. (e.g.
-              app.bsky.feed.like), broken ones included when they name such a collection or, unreadable,
-              never mention fm.plyr.; in a frame capture also #sync and #info frames
+  ignored     lines or frames that hold nothing of ours: commits of collections we do not index (ours
+              are fm.plyr.* and teal.fm's plays and statuses; e.g. app.bsky.feed.like), broken ones
+              included when they name such a collection or, unreadable, never mention one of ours; in a
+              frame capture also #sync and #info frames
   rejections  `rejected` by reason, e.g. {"invalid_record": 3, "invalid_json": 1}
 The counts add up: items = appended + duplicates + rejected + ignored."""
 
