@@ -1,10 +1,11 @@
-"""fm.plyr.searchTracks: tracks whose title or artist match `q`, best match first.
+"""fm.plyr.searchTracks: tracks whose title, artist or description match `q`, best match first.
 
-Ranks: 0 exact, 1 prefix, 2 word prefix, 3 substring, 4 fuzzy (only with pg_trgm); within a rank, newest
-first. The cursor is a keyset over (rank, sortAt, cid), so paging is as stable as the feeds'. Exact and
-prefix matches come from the lower(title) / lower(artist) btrees of migration 0004; word-prefix, substring
-and fuzzy ones from the trigram indexes of migration 0002 where pg_trgm exists. Without it search keeps the
-same ranks minus fuzzy, and finds word-prefix and substring matches by scanning."""
+Ranks: 0 exact, 1 prefix, 2 word prefix, 3 substring (of the title or artist), 4 description (a substring of
+it), 5 fuzzy (title or artist; only with pg_trgm); within a rank, newest first. The cursor is a keyset over
+(rank, sortAt, cid), so paging is as stable as the feeds'. Exact and prefix matches come from the lower(title) /
+lower(artist) btrees of migration 0004; word-prefix, substring and fuzzy ones from the trigram indexes of
+migration 0002 where pg_trgm exists, description matches from migration 0011's. Without it search keeps the same
+ranks minus fuzzy, and finds word-prefix, substring and description matches by scanning."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.searchTracks"
 MAX_QUERY = 256
-FUZZY_RANK = 4
+DESCRIPTION_RANK = 4
+FUZZY_RANK = 5
 
 # Ranks are fetched one group at a time, best first, each by its own statement with the page's remaining
 # LIMIT, so a page is usually served by the first group and never sorts every match of a common word. A
@@ -43,6 +45,7 @@ _EXACT = "(lower(title) = %(q)s OR lower(artist) = %(q)s)"
 _PREFIX = "(lower(title) LIKE %(prefix)s OR lower(artist) LIKE %(prefix)s)"
 _WORD = "(lower(title) ~ %(word)s OR lower(artist) ~ %(word)s)"
 _SUBSTRING = "(lower(title) LIKE %(infix)s OR lower(artist) LIKE %(infix)s)"
+_DESCRIPTION = "(lower(description) LIKE %(infix)s)"
 # Similarity to the whole title (typos: "midnite") or to its best-matching words (one word of a long title).
 _FUZZY = "(lower(title) %% %(q)s OR %(q)s <%% lower(title) OR lower(artist) %% %(q)s OR %(q)s <%% lower(artist))"
 _KEYSET = "(sort_at, cid) < (%(after)s, %(after_cid)s)"
@@ -99,7 +102,7 @@ def _materialized(rank: int, candidates: str, exclude: str) -> str:
     slower than collecting the candidates."""
     return f"""
 WITH c AS MATERIALIZED (
-  SELECT uri, title, artist, sort_at, cid FROM tracks WHERE author_active AND {candidates}
+  SELECT uri, title, artist, description, sort_at, cid FROM tracks WHERE author_active AND {candidates}
 )
 SELECT uri, {rank} AS rank, sort_at, cid FROM c
 WHERE {exclude}{{after}}
@@ -116,16 +119,22 @@ GROUPS = (
     # The planner picks the trigram index instead where the regex is rare.
     Group(2, 2, _WORD_PREFIX),
     Group(3, 3, _materialized(3, _SUBSTRING, f"NOT {_PREFIX} AND NOT {_WORD}")),
+    # Liner notes are long and say much: a description match ranks below any match of the title or artist.
+    Group(DESCRIPTION_RANK, DESCRIPTION_RANK, _materialized(DESCRIPTION_RANK, _DESCRIPTION, f"NOT {_SUBSTRING}")),
     # Fuzzy matches cost a similarity computation per trigram candidate: looked for last, only with pg_trgm.
-    Group(FUZZY_RANK, FUZZY_RANK, _materialized(FUZZY_RANK, _FUZZY, f"NOT {_SUBSTRING}")),
+    Group(
+        FUZZY_RANK,
+        FUZZY_RANK,
+        _materialized(FUZZY_RANK, _FUZZY, f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})"),
+    ),
 )
 
 
-def _like_escape(text: str) -> str:
+def like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _regex_escape(text: str) -> str:
+def regex_escape(text: str) -> str:
     # In a Postgres ARE a backslash before any non-alphanumeric character makes it literal.
     return re.sub(r"([^0-9A-Za-z\s])", r"\\\1", text)
 
@@ -135,9 +144,9 @@ def skeleton(text: str, position: tuple[int, Position] | None, trigram: bool) ->
     the page when its turn comes (see `ranked_page`)."""
     params: dict[str, Any] = {
         "q": text,
-        "prefix": _like_escape(text) + "%",
-        "infix": "%" + _like_escape(text) + "%",
-        "word": r"\m" + _regex_escape(text),
+        "prefix": like_escape(text) + "%",
+        "infix": "%" + like_escape(text) + "%",
+        "word": r"\m" + regex_escape(text),
     }
     if position is not None:
         rank, at = position
