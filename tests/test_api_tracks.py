@@ -59,7 +59,8 @@ async def test_get_track_full_view(db_url: str, validator: Validator) -> None:
         180,
         "mp3",
     )
-    assert t["features"] == [{"did": BOB}]
+    # Featured artists are actor views resolved by DID; one unknown here has no verified handle.
+    assert t["features"] == [{"did": BOB, "handle": "handle.invalid"}]
     # A self-label becomes a label of the author on the record (com.atproto.label.defs#label).
     assert t["labels"] == [
         {"src": ALICE, "uri": turi(ALICE, 1), "cid": t["cid"], "val": "nudity", "cts": "2025-06-15T15:06:40.000Z"}

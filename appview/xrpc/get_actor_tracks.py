@@ -1,11 +1,14 @@
-"""fm.plyr.getActorTracks: an actor's tracks, newest first."""
+"""fm.plyr.getActorTracks: an actor's tracks, newest first: those they published (`filter=authored`, the
+default), those whose features name their DID (`featured`, from the `track_features` projection), or both
+(`all`, each track once)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
@@ -35,10 +38,32 @@ LIMIT %(limit)s
 """
 
 
-def skeleton(position: Position | None, limit: int) -> Skeleton:
+# track_features_feature_sort_idx, backwards; a featured track is shown when its own author is active.
+FEATURED = """
+SELECT t.uri, f.sort_at, f.cid FROM track_features f
+JOIN tracks t ON t.did = f.did AND t.rkey = f.rkey
+WHERE f.feature_did = %(did)s AND t.author_active{after}
+ORDER BY f.sort_at DESC, f.cid DESC
+LIMIT %(limit)s
+"""
+
+# Both walks, each limited to the page, merged; UNION keeps a track the actor published and features once.
+ALL = """
+SELECT uri, sort_at, cid FROM (({authored}) UNION ({featured})) u
+ORDER BY sort_at DESC, cid DESC
+LIMIT %(limit)s
+"""
+
+Filter = Literal["authored", "featured", "all"]
+
+
+def skeleton(position: Position | None, limit: int, which: Filter = "authored") -> Skeleton:
     """The walk; the actor's DID (`%(did)s`) comes with the actor's lookup."""
     after, params = hydrate.keyset(position)
-    return Skeleton(SKELETON.format(after=after), {**params, "limit": limit})
+    featured_after, _ = hydrate.keyset(position, "f.sort_at", "f.cid")
+    authored, featured = SKELETON.format(after=after), FEATURED.format(after=featured_after)
+    sql = {"authored": authored, "featured": featured, "all": ALL.format(authored=authored, featured=featured)}[which]
+    return Skeleton(sql, {**params, "limit": limit})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
@@ -48,9 +73,13 @@ async def handler(
     actor: Actor,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
+    filter: Annotated[
+        Filter,
+        QueryParameter(description="authored (default): their tracks; featured: tracks featuring them; all: both."),
+    ] = "authored",
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    walk = skeleton(unpack(cursor), limit)
+    walk = skeleton(unpack(cursor), limit, filter)
     named = actor_ref(actor)
     labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:

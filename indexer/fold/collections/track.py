@@ -1,4 +1,5 @@
-"""`fm.plyr.track`: a track, projected into `tracks`.
+"""`fm.plyr.track`: a track, projected into `tracks`, and the DIDs it features into `track_features` (one row
+per distinct `features[].did`, with the track's sort position: getActorTracks' featured walk).
 
 A track (re)projected in a batch is recorded in `fold_new_tracks`: its like and comment counts are then counted
 in full rather than moved by deltas (see `APPLY_COUNTS` in indexer/fold/sql.py).
@@ -10,10 +11,25 @@ from indexer.fold.collections.projection import SORT_AT, Collection, delete, fli
 
 NSID = "fm.plyr.track"
 
+# After the tracks: exactly the changed tracks that were projected, so the same rules decide both. Only DIDs
+# (the lexicon's canonical identifier), never the handle snapshots; a DID named twice is one row.
+_FEATURES = f"""
+    INSERT INTO track_features (did, rkey, feature_did, cid, sort_at)
+    SELECT DISTINCT t.did, t.rkey, f.item->>'did', t.cid, t.sort_at
+    FROM fold_changed c
+    JOIN tracks t ON t.did = c.did AND t.rkey = c.rkey
+    JOIN events e ON e.id = t.event_id
+    CROSS JOIN LATERAL jsonb_array_elements(
+      CASE WHEN jsonb_typeof(e.record->'features') = 'array' THEN e.record->'features' ELSE '[]'::jsonb END
+    ) AS f(item)
+    WHERE c.collection = '{NSID}' AND jsonb_typeof(f.item) = 'object' AND f.item->>'did' LIKE 'did:%'
+    """
+
 COLLECTION = Collection(
     nsid=NSID,
     project=(
         delete("tracks", NSID),
+        delete("track_features", NSID),
         f"""
     WITH ins AS (
         INSERT INTO tracks (did, rkey, uri, cid, event_id, author_active, title, artist, album, duration,
@@ -30,6 +46,7 @@ COLLECTION = Collection(
     )
     INSERT INTO fold_new_tracks (uri) SELECT uri FROM ins
     """,
+        _FEATURES,
     ),
     flip=flip("tracks"),
 )
