@@ -27,7 +27,7 @@ import msgspec
 from litestar import Request, Response
 
 from appview.http import respond
-from appview.views import LabelView, TrackView
+from appview.views import CommentView, LabelView, ListView, TrackView
 from indexer.atproto.syntax import is_did
 
 ACCEPT_HEADER: Final = "atproto-accept-labelers"
@@ -123,6 +123,15 @@ def attach(views: Iterable[TrackView], applied: Mapping[str, Sequence[LabelView]
             view.labels = [*(view.labels or ()), *on_record]
         on_author = applied.get(view.author.did, ())
         if on_author:
+            view.author.labels = list(on_author)
+
+
+def attach_to(views: Iterable[ListView | CommentView], applied: Mapping[str, Sequence[LabelView]]) -> None:
+    """Adds the labelers' labels to list or comment views, and account labels to their authors."""
+    for view in views:
+        if on_record := applied.get(view.uri, ()):
+            view.labels = list(on_record)
+        if on_author := applied.get(view.author.did, ()):
             view.author.labels = list(on_author)
 
 

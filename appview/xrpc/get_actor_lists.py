@@ -8,7 +8,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import (
     DEFAULT_LIMIT,
@@ -19,7 +19,6 @@ from appview.http import (
     actor_ref,
     next_cursor,
     ok,
-    respond,
     unpack,
     viewer_of,
 )
@@ -58,10 +57,16 @@ async def handler(
     viewer = await viewer_of(ctx, request, NSID)
     position = unpack(cursor)
     named = actor_ref(actor)
+    labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         author = rules.checked_actor(await hydrate.named_actor(conn, named), named)
         entries = await hydrate.fetch(conn, Entry, *skeleton(author.did, list_type, position, limit))
         found = await hydrate.lists(conn, [e.uri for e in entries])
-    lists = [presenters.list_view(row) for row in rules.in_order((e.uri for e in entries), found)]
+        applied = await labels.fetch(conn, [*(e.uri for e in entries), author.did], labelers)
+    rows = rules.not_label_hidden(
+        rules.in_order((e.uri for e in entries), found), applied, labelers.redact, listed=True
+    )
+    lists = [presenters.list_view(row) for row in rows]
+    labels.attach_to(lists, applied)
     body = ListsOutput(lists=lists, cursor=next_cursor(entries, limit))
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

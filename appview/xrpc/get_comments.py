@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from appview import hydrate, presenters, rules
+from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import (
     DEFAULT_LIMIT,
@@ -17,7 +17,6 @@ from appview.http import (
     not_found,
     ok,
     pack_int,
-    respond,
     split_at_uri,
     unpack_int,
     viewer_of,
@@ -57,16 +56,23 @@ async def handler(
     viewer = await viewer_of(ctx, request, NSID)
     split_at_uri(uri, TRACK)
     walk = skeleton(uri, unpack_int(cursor), limit)
+    labelers = labels.of_request(request, ctx.settings.labelers)
+    track_did = uri.removeprefix("at://").split("/", 1)[0]
     async with ctx.pool.connection() as conn:
         if not await hydrate.track_shown(conn, uri):
             raise not_found("track", uri)
         entries = await hydrate.fetch(conn, TimedEntry, *walk)
         found = await hydrate.comments(conn, [e.uri for e in entries])
         authors = await hydrate.actors(conn, (c.did for c in found.values()))
-    shown = rules.with_active_authors((found.get(e.uri) for e in entries), authors)
+        applied = await labels.fetch(
+            conn, [uri, track_did, *(c.uri for c in found.values()), *(c.did for c in found.values())], labelers
+        )
+    if rules.label_hidden(uri, track_did, applied, labelers.redact, listed=False):
+        raise not_found("track", uri)
+    kept = {c.uri: c for c in rules.not_label_hidden(found.values(), applied, labelers.redact, listed=True)}
+    shown = rules.with_active_authors((kept.get(e.uri) for e in entries), authors)
     last = entries[-1] if len(entries) == limit else None
-    body = CommentsOutput(
-        comments=[presenters.comment(row, author) for row, author in shown],
-        cursor=pack_int(last.timestamp_ms, last.sort_cid) if last else None,
-    )
-    return respond(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age)
+    comments = [presenters.comment(row, author) for row, author in shown]
+    labels.attach_to(comments, applied)
+    body = CommentsOutput(comments=comments, cursor=pack_int(last.timestamp_ms, last.sort_cid) if last else None)
+    return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)
