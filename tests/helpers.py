@@ -7,8 +7,9 @@ from typing import Any
 
 import psycopg
 
+from bench.synth import BASE_US, commit, like_record, make_cid, make_tid, track_record, uri
 from indexer.atproto.lexicon import Validator
-from indexer.events import Item
+from indexer.events import Event, Item
 from indexer.fold.writer import BatchWriter, WriteStats
 from indexer.status import status
 
@@ -17,6 +18,30 @@ LIKE = "fm.plyr.like"
 LIST = "fm.plyr.list"
 COMMENT = "fm.plyr.comment"
 PROFILE = "fm.plyr.actor.profile"
+
+
+def tid(n: int) -> str:
+    """The n-th record key (and rev) of a test: a TID n milliseconds after `BASE_US`."""
+    return make_tid(BASE_US + n * 1000)
+
+
+def track_rec(n: int) -> dict[str, Any]:
+    """Track n's record: "Track n", created at `tid(n)`'s time."""
+    return track_record(f"Track {n}", micros=BASE_US + n * 1000)
+
+
+def track_event(did: str, n: int) -> Event:
+    return commit(did, TRACK, tid(n), tid(n), track_rec(n))
+
+
+def track_uri(did: str, n: int) -> str:
+    return uri(did, TRACK, tid(n))
+
+
+def like_event(liker: str, n: int, author: str, track_n: int) -> Event:
+    """Like n, by `liker`, of `author`'s track `track_n`."""
+    subject = like_record(track_uri(author, track_n), make_cid(track_rec(track_n)), micros=BASE_US + n * 1000)
+    return commit(liker, LIKE, tid(n), tid(n), subject)
 
 
 async def ingest(db_url: str, validator: Validator, *batches: Sequence[Item]) -> WriteStats:

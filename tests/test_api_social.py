@@ -12,41 +12,27 @@ from bench.synth import (
     comment_record,
     commit,
     identity,
-    like_record,
     list_record,
     make_cid,
     make_did,
-    make_tid,
     profile_record,
-    track_record,
     uri,
 )
 from indexer.atproto.lexicon import Validator
 from tests.api_support import app
-from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest
+from tests.helpers import (
+    COMMENT,
+    LIST,
+    PROFILE,
+    ingest,
+    like_event,
+    tid,
+    track_event,
+    track_rec,
+    track_uri,
+)
 
 ALICE, BOB, CAROL, DAVE = (make_did(n) for n in range(1, 5))
-
-
-def tid(n: int) -> str:
-    return make_tid(BASE_US + n * 1000)
-
-
-def rec(n: int) -> dict[str, Any]:
-    return track_record(f"Track {n}", micros=BASE_US + n * 1000)
-
-
-def track(did: str, n: int) -> Any:
-    return commit(did, TRACK, tid(n), tid(n), rec(n))
-
-
-def turi(did: str, n: int) -> str:
-    return uri(did, TRACK, tid(n))
-
-
-def like(liker: str, n: int, author: str, track_n: int) -> Any:
-    subject = like_record(turi(author, track_n), make_cid(rec(track_n)), micros=BASE_US + n * 1000)
-    return commit(liker, LIKE, tid(n), tid(n), subject)
 
 
 async def test_likes_and_actor_likes(db_url: str, validator: Validator) -> None:
@@ -55,29 +41,29 @@ async def test_likes_and_actor_likes(db_url: str, validator: Validator) -> None:
         validator,
         [
             identity(BOB, "bob.test", seq=1, micros=BASE_US),
-            track(ALICE, 1),
-            track(ALICE, 2),
-            like(BOB, 10, ALICE, 1),
-            like(CAROL, 11, ALICE, 1),
-            like(DAVE, 12, ALICE, 1),
-            like(BOB, 13, ALICE, 2),
+            track_event(ALICE, 1),
+            track_event(ALICE, 2),
+            like_event(BOB, 10, ALICE, 1),
+            like_event(CAROL, 11, ALICE, 1),
+            like_event(DAVE, 12, ALICE, 1),
+            like_event(BOB, 13, ALICE, 2),
             # a like of a track that does not exist: hidden everywhere
-            like(BOB, 14, ALICE, 99),
+            like_event(BOB, 14, ALICE, 99),
         ],
     )
     await ingest(db_url, validator, [account(DAVE, False, "takendown", seq=2, micros=BASE_US + 5)])
     async with AsyncTestClient(app=app(db_url)) as client:
-        likes = (await client.get("/xrpc/fm.plyr.getLikes", params={"uri": turi(ALICE, 1)})).json()
-        page1 = (await client.get("/xrpc/fm.plyr.getLikes", params={"uri": turi(ALICE, 1), "limit": 1})).json()
+        likes = (await client.get("/xrpc/fm.plyr.getLikes", params={"uri": track_uri(ALICE, 1)})).json()
+        page1 = (await client.get("/xrpc/fm.plyr.getLikes", params={"uri": track_uri(ALICE, 1), "limit": 1})).json()
         page2 = (
             await client.get(
-                "/xrpc/fm.plyr.getLikes", params={"uri": turi(ALICE, 1), "limit": 1, "cursor": page1["cursor"]}
+                "/xrpc/fm.plyr.getLikes", params={"uri": track_uri(ALICE, 1), "limit": 1, "cursor": page1["cursor"]}
             )
         ).json()
-        missing = await client.get("/xrpc/fm.plyr.getLikes", params={"uri": turi(ALICE, 99)})
+        missing = await client.get("/xrpc/fm.plyr.getLikes", params={"uri": track_uri(ALICE, 99)})
         liked = (await client.get("/xrpc/fm.plyr.getActorLikes", params={"actor": "bob.test"})).json()
-        track1 = (await client.get("/xrpc/fm.plyr.getTrack", params={"uri": turi(ALICE, 1)})).json()["track"]
-    assert likes["uri"] == turi(ALICE, 1)
+        track1 = (await client.get("/xrpc/fm.plyr.getTrack", params={"uri": track_uri(ALICE, 1)})).json()["track"]
+    assert likes["uri"] == track_uri(ALICE, 1)
     # newest like first; DAVE (taken down) is hidden
     assert [entry["actor"]["did"] for entry in likes["likes"]] == [CAROL, BOB]
     assert likes["likes"][1]["actor"]["handle"] == "bob.test"
@@ -85,12 +71,12 @@ async def test_likes_and_actor_likes(db_url: str, validator: Validator) -> None:
     assert [e["actor"]["did"] for e in page1["likes"] + page2["likes"]] == [CAROL, BOB]
     assert missing.status_code == 404
     # newest like first, the like of the missing track left out
-    assert [t["uri"] for t in liked["tracks"]] == [turi(ALICE, 2), turi(ALICE, 1)]
+    assert [t["uri"] for t in liked["tracks"]] == [track_uri(ALICE, 2), track_uri(ALICE, 1)]
     assert track1["likeCount"] == 2
 
 
 async def test_actor_profile(db_url: str, validator: Validator) -> None:
-    lst = list_record([(turi(ALICE, 1), make_cid(rec(1)))], name="Mix")
+    lst = list_record([(track_uri(ALICE, 1), make_cid(track_rec(1)))], name="Mix")
     await ingest(
         db_url,
         validator,
@@ -103,18 +89,18 @@ async def test_actor_profile(db_url: str, validator: Validator) -> None:
                 tid(1),
                 {**profile_record("makes noise"), "avatar": "https://img.example.com/a.png"},
             ),
-            track(ALICE, 1),
-            track(ALICE, 2),
-            track(BOB, 3),
-            like(ALICE, 20, BOB, 3),
-            like(ALICE, 21, BOB, 404),
+            track_event(ALICE, 1),
+            track_event(ALICE, 2),
+            track_event(BOB, 3),
+            like_event(ALICE, 20, BOB, 3),
+            like_event(ALICE, 21, BOB, 404),
             commit(ALICE, LIST, tid(30), tid(30), lst),
         ],
     )
     async with AsyncTestClient(app=app(db_url)) as client:
         profile = (await client.get("/xrpc/fm.plyr.getActorProfile", params={"actor": "alice.test"})).json()
         bare = (await client.get("/xrpc/fm.plyr.getActorProfile", params={"actor": BOB})).json()
-        track_view = (await client.get("/xrpc/fm.plyr.getTrack", params={"uri": turi(ALICE, 1)})).json()
+        track_view = (await client.get("/xrpc/fm.plyr.getTrack", params={"uri": track_uri(ALICE, 1)})).json()
         unknown = await client.get("/xrpc/fm.plyr.getActorProfile", params={"actor": CAROL})
     assert profile == {
         "did": ALICE,
@@ -133,19 +119,19 @@ async def test_actor_profile(db_url: str, validator: Validator) -> None:
 
 async def test_get_list_items_in_record_order(db_url: str, validator: Validator) -> None:
     items = [
-        (turi(BOB, 2), make_cid(rec(2))),
-        (turi(ALICE, 77), make_cid(rec(77))),  # never existed
-        (turi(ALICE, 1), make_cid(rec(1))),
-        (turi(CAROL, 3), make_cid(rec(3))),  # author deactivated below
-        (turi(ALICE, 1), make_cid(rec(1))),
+        (track_uri(BOB, 2), make_cid(track_rec(2))),
+        (track_uri(ALICE, 77), make_cid(track_rec(77))),  # never existed
+        (track_uri(ALICE, 1), make_cid(track_rec(1))),
+        (track_uri(CAROL, 3), make_cid(track_rec(3))),  # author deactivated below
+        (track_uri(ALICE, 1), make_cid(track_rec(1))),
     ]
     await ingest(
         db_url,
         validator,
         [
-            track(ALICE, 1),
-            track(BOB, 2),
-            track(CAROL, 3),
+            track_event(ALICE, 1),
+            track_event(BOB, 2),
+            track_event(CAROL, 3),
             commit(ALICE, LIST, tid(40), tid(40), list_record(items, name="Road trip")),
             account(CAROL, False, "deactivated", seq=1, micros=BASE_US + 1),
         ],
@@ -158,23 +144,23 @@ async def test_get_list_items_in_record_order(db_url: str, validator: Validator)
     assert (view["name"], view["listType"], view["itemCount"]) == ("Road trip", "playlist", 5)
     assert [i["uri"] for i in view["items"]] == [u for u, _ in items]
     assert [i.get("track", {}).get("uri") for i in view["items"]] == [
-        turi(BOB, 2),
+        track_uri(BOB, 2),
         None,
-        turi(ALICE, 1),
+        track_uri(ALICE, 1),
         None,
-        turi(ALICE, 1),
+        track_uri(ALICE, 1),
     ]
     assert missing.status_code == 404
 
 
 async def test_actor_lists_filter_and_paging(db_url: str, validator: Validator) -> None:
-    item = [(turi(ALICE, 1), make_cid(rec(1)))]
+    item = [(track_uri(ALICE, 1), make_cid(track_rec(1)))]
     album = {**list_record(item, name="LP", micros=BASE_US + 50_000), "listType": "album"}
     await ingest(
         db_url,
         validator,
         [
-            track(ALICE, 1),
+            track_event(ALICE, 1),
             *(
                 commit(ALICE, LIST, tid(n), tid(n), list_record(item, name=f"pl{n}", micros=BASE_US + n * 1000))
                 for n in range(40, 43)
@@ -197,13 +183,13 @@ async def test_actor_lists_filter_and_paging(db_url: str, validator: Validator) 
 
 
 async def test_comments_in_playback_order(db_url: str, validator: Validator) -> None:
-    subject = (turi(ALICE, 1), make_cid(rec(1)))
+    subject = (track_uri(ALICE, 1), make_cid(track_rec(1)))
     positions = [5000, 100, 2500, 100, 90_000]
     await ingest(
         db_url,
         validator,
         [
-            track(ALICE, 1),
+            track_event(ALICE, 1),
             *(
                 commit(
                     BOB if i % 2 else CAROL,
@@ -239,22 +225,22 @@ async def test_top_tracks_and_stats(db_url: str, validator: Validator) -> None:
         db_url,
         validator,
         [
-            track(ALICE, 1),
-            track(ALICE, 2),
-            track(BOB, 3),
-            like(BOB, 10, ALICE, 2),
-            like(CAROL, 11, ALICE, 2),
-            like(CAROL, 12, BOB, 3),
-            like(CAROL, 13, BOB, 404),
-            commit(ALICE, LIST, tid(40), tid(40), list_record([(turi(ALICE, 1), make_cid(rec(1)))])),
+            track_event(ALICE, 1),
+            track_event(ALICE, 2),
+            track_event(BOB, 3),
+            like_event(BOB, 10, ALICE, 2),
+            like_event(CAROL, 11, ALICE, 2),
+            like_event(CAROL, 12, BOB, 3),
+            like_event(CAROL, 13, BOB, 404),
+            commit(ALICE, LIST, tid(40), tid(40), list_record([(track_uri(ALICE, 1), make_cid(track_rec(1)))])),
         ],
     )
     async with AsyncTestClient(app=app(db_url)) as client:
         top = (await client.get("/xrpc/fm.plyr.getTopTracks", params={"limit": 2})).json()
-        since = (
-            await client.get("/xrpc/fm.plyr.getTopTracks", params={"since": "2025-06-15T15:06:40.003Z"})
-        ).json()
+        # A window ranks by the likes made inside it (likes 12 and 13, the latter of a missing track), not by
+        # the tracks published inside it.
+        since = (await client.get("/xrpc/fm.plyr.getTopTracks", params={"since": "2025-06-15T15:06:40.012Z"})).json()
         stats = (await client.get("/xrpc/fm.plyr.getStats")).json()
-    assert [t["uri"] for t in top["tracks"]] == [turi(ALICE, 2), turi(BOB, 3)]
-    assert [t["uri"] for t in since["tracks"]] == [turi(BOB, 3)]
-    assert stats == {"tracks": 3, "artists": 2, "likes": 3, "lists": 1}
+    assert [t["uri"] for t in top["tracks"]] == [track_uri(ALICE, 2), track_uri(BOB, 3)]
+    assert [t["uri"] for t in since["tracks"]] == [track_uri(BOB, 3)]
+    assert stats == {"tracks": 3, "artists": 2, "likes": 3, "lists": 1, "plays": 0, "unlinkedPlays": 0}

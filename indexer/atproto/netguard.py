@@ -84,6 +84,15 @@ def _is_localhost_name(host: str) -> bool:
     return name == "localhost" or name.endswith(".localhost")
 
 
+def is_loopback_host(host: str) -> bool:
+    """A `localhost` name or a loopback IP literal: a host with no certificate to serve TLS with, so the
+    addresses we build for it default to ws:// and http://."""
+    if _is_localhost_name(host):
+        return True
+    literal = _literal(host)
+    return literal is not None and literal.is_loopback
+
+
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
