@@ -28,6 +28,7 @@ from appview.routes.audio import audio
 from appview.routes.audio_files import audio_file
 from appview.routes.head import answer_head
 from appview.routes.health import health, metrics_endpoint
+from appview.routes.oembed import oembed
 from appview.well_known import did_document
 from appview.xrpc import HANDLERS
 from indexer.atproto.identity.did_docs import DidDocuments
@@ -148,6 +149,7 @@ def create_app(
             did_document,
             audio,
             audio_file,
+            oembed,
             *HANDLERS,
             *page_handlers(),
         ],

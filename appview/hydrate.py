@@ -129,6 +129,33 @@ _VIEWER_LIKE = """
 """
 _NO_VIEWER = "NULL::text"
 
+# The record's featured artists by DID (the lexicon's canonical identifier; its handle snapshots are never read),
+# each DID once, in record order, with what `actors` knows of it: the handle and avatar of an active account,
+# nothing for a DID unknown here or not active. Resolved inside the track's own statement, so every read that
+# hydrates tracks shows them the same way at no extra round trip; a JSON array of `FeatureRow`s, or NULL.
+_FEATURES = """
+(SELECT jsonb_agg(jsonb_build_object(
+          'did', x.did,
+          'handle', CASE WHEN fa.active AND NOT fa.taken_down THEN fa.handle END,
+          'avatar', CASE WHEN fa.active AND NOT fa.taken_down THEN fp.avatar END) ORDER BY x.ord)::text
+ FROM (SELECT DISTINCT ON (j.f->>'did') j.f->>'did' AS did, j.ord
+       FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e.record->'features') = 'array'
+                                      THEN e.record->'features' ELSE '[]'::jsonb END) WITH ORDINALITY AS j(f, ord)
+       WHERE jsonb_typeof(j.f) = 'object' AND jsonb_typeof(j.f->'did') = 'string'
+       ORDER BY j.f->>'did', j.ord) x
+ LEFT JOIN actors fa ON fa.did = x.did
+ LEFT JOIN profiles fp ON fp.did = x.did)
+"""
+
+
+class FeatureRow(msgspec.Struct, frozen=True, gc=False):
+    """A featured artist of a track (`TrackRow.features`): the DID, and its handle and avatar when its account
+    is known here and active."""
+
+    did: str
+    handle: str | None = None
+    avatar: str | None = None
+
 
 class TrackRow(Row, frozen=True):
     uri: str
@@ -148,10 +175,12 @@ class TrackRow(Row, frozen=True):
     description: str | None
     like_count: int
     comment_count: int
+    play_count: int
     created_at: str
     indexed_at: str
     # Parts of the stored record, as JSON text passed through to the response untouched.
     record: str
+    # The featured artists, resolved (`_FEATURES`): a JSON array of `FeatureRow`s.
     features: str | None
     labels: str | None
     # The record's `supportGate` (JSON text), None for a track anyone may play.
@@ -166,7 +195,7 @@ class TrackRow(Row, frozen=True):
         "created_at": iso("coalesce(t.created_at, t.indexed_at)"),
         "indexed_at": iso("t.indexed_at"),
         "record": "e.record::text",
-        "features": "(e.record->'features')::text",
+        "features": _FEATURES,
         "labels": "(e.record->'labels')::text",
         "support_gate": "(e.record->'supportGate')::text",
         "handle": "a.handle",
@@ -363,6 +392,40 @@ async def lists(conn: Conn, uris: Sequence[str]) -> dict[str, ListRow]:
     return {r.uri: r for r in await fetch(conn, ListRow, _LISTS, (_unique(uris),))}
 
 
+# -- albums -------------------------------------------------------------------------------------------------
+
+
+class AlbumRow(Row, frozen=True):
+    """An album of an artist, aggregated over its shown tracks (appview/xrpc/get_actor_albums.py says how
+    tracks and album lists merge). Its keyset position is its newest track and a digest of its identity."""
+
+    did: str
+    list_uri: str | None
+    title: str | None
+    artist: str
+    track_count: int
+    first_track_at: str
+    last_track_at: str
+    image_url: str | None
+    handle: str | None
+    avatar: str | None
+    # Whether the artist's tracks naming the album belong to it (a name-only album, or the list a name joins).
+    takes_name: bool
+    sort_at: dt.datetime
+    sort_cid: str
+
+    TABLE: ClassVar[str] = "al"
+    SQL: ClassVar[Mapping[str, str]] = {
+        "takes_name": "al.list_uri IS NOT DISTINCT FROM (SELECT n.uri FROM named n WHERE n.name = al.title)",
+        "first_track_at": iso("al.first_at"),
+        "last_track_at": iso("al.last_at"),
+        "handle": "a.handle",
+        "avatar": "p.avatar",
+        "sort_at": "al.last_at",
+        "sort_cid": "al.key",
+    }
+
+
 # -- comments -----------------------------------------------------------------------------------------------
 
 
@@ -447,19 +510,24 @@ async def profile(conn: Conn, did: str) -> ProfileRow:
 
 
 class StatsRow(Row, frozen=True):
-    """Network-wide totals of what readers can see. `likes` sums the per-track counts: exactly the likes by
-    active accounts of tracks that exist and are shown."""
+    """Network-wide totals of what readers can see. `likes` and `plays` sum the per-track counts: exactly the
+    likes and plays by active accounts of tracks that exist and are shown. `unlinked_plays`: plays by active
+    accounts whose origin names none of our tracks (indexer/fold/collections/play.py), counted, never guessed."""
 
     tracks: int
     artists: int
     likes: int
     lists: int
+    plays: int
+    unlinked_plays: int
 
     SQL: ClassVar[Mapping[str, str]] = {
         "tracks": "count(*)",
         "artists": "count(DISTINCT did)",
         "likes": "coalesce(sum(like_count), 0)",
         "lists": "(SELECT count(*) FROM lists WHERE author_active)",
+        "plays": "coalesce(sum(play_count), 0)",
+        "unlinked_plays": "(SELECT count(*) FROM plays WHERE track_uri IS NULL AND author_active)",
     }
 
 

@@ -13,11 +13,23 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from appview import rules
-from appview.hydrate import ActorRow, CommentRow, LikeRow, ListRow, NamedActorRow, ProfileRow, StatsRow, TrackRow
+from appview.hydrate import (
+    ActorRow,
+    AlbumRow,
+    CommentRow,
+    FeatureRow,
+    LikeRow,
+    ListRow,
+    NamedActorRow,
+    ProfileRow,
+    StatsRow,
+    TrackRow,
+)
 from appview.labels import self_labels
 from appview.views import (
     INVALID_HANDLE,
     ActorView,
+    AlbumView,
     AudioView,
     CommentView,
     LikeView,
@@ -37,12 +49,25 @@ def _raw(text: str) -> Any:
     return msgspec.Raw(text.encode())
 
 
-def actor(did: str, handle: str | None, avatar: str | None) -> ActorView:
-    return ActorView(did=did, handle=handle or INVALID_HANDLE, avatar=avatar)
+def actor(did: str, handle: str | None, avatar: str | None, display_name: str | None = None) -> ActorView:
+    return ActorView(did=did, handle=handle or INVALID_HANDLE, display_name=display_name, avatar=avatar)
 
 
 def actor_of(row: ActorRow) -> ActorView:
     return actor(row.did, row.handle, row.avatar)
+
+
+_features = msgspec.json.Decoder(list[FeatureRow])
+
+
+def features(resolved: str | None) -> list[ActorView] | None:
+    """A track's featured artists as actor views, from the DIDs its record names (hydrate's `_FEATURES`): the
+    verified handle and avatar of an active account; `handle.invalid` and nothing else for a DID with no
+    verified handle, unknown here, or not active, as an actor view shows any such actor. The record's handle
+    snapshot is never trusted over the DID (it stays readable in `record`)."""
+    if not resolved:
+        return None
+    return [actor(f.did, f.handle, f.avatar) for f in _features.decode(resolved)] or None
 
 
 # What a view of a gated track leaves out of its record for a viewer who may not play it.
@@ -72,8 +97,7 @@ def track(
         album=row.album,
         duration=row.duration,
         file_type=row.file_type,
-        # Passed on only as the lexicon types them (an array).
-        features=_raw(row.features) if row.features and row.features.startswith("[") else None,
+        features=features(row.features),
         image_url=row.image_url,
         description=row.description,
         audio=AudioView(
@@ -87,6 +111,7 @@ def track(
         labels=self_labels(row.labels, did=row.did, uri=row.uri, cid=row.cid, cts=row.created_at) or None,
         like_count=row.like_count,
         comment_count=row.comment_count,
+        play_count=row.play_count,
         created_at=row.created_at,
         indexed_at=row.indexed_at,
         record=_raw(row.record) if audio_shown else _without_audio(row.record),
@@ -145,6 +170,19 @@ def list_items(subjects: Sequence[str], found: Mapping[str, TrackView]) -> list[
     return [ListItemView(uri=s, track=found.get(s)) for s in subjects]
 
 
+def album(row: AlbumRow) -> AlbumView:
+    return AlbumView(
+        title=row.title,
+        author=actor(row.did, row.handle, row.avatar),
+        artist=row.artist,
+        list_uri=row.list_uri,
+        track_count=row.track_count,
+        first_track_at=row.first_track_at,
+        last_track_at=row.last_track_at,
+        image_url=row.image_url,
+    )
+
+
 def comment(row: CommentRow, author: ActorRow) -> CommentView:
     return CommentView(
         uri=row.uri,
@@ -163,4 +201,11 @@ def like(row: LikeRow, liker: ActorRow) -> LikeView:
 
 
 def stats(row: StatsRow) -> StatsOutput:
-    return StatsOutput(tracks=row.tracks, artists=row.artists, likes=row.likes, lists=row.lists)
+    return StatsOutput(
+        tracks=row.tracks,
+        artists=row.artists,
+        likes=row.likes,
+        lists=row.lists,
+        plays=row.plays,
+        unlinked_plays=row.unlinked_plays,
+    )

@@ -174,6 +174,13 @@ def label_hidden(
     return False
 
 
+def refuse_label_redacted_actor(did: str, applied: Mapping[str, Sequence[LabelView]], redact: frozenset[str]) -> None:
+    """An actor a request names whose account a labeler applied with redact took down (`!takedown`,
+    `!suspend`) is answered as an account taken down."""
+    if label_hidden(did, did, applied, redact, listed=False):
+        raise XrpcError("AccountTakedown", "account is taken down by a labeler this request applies")
+
+
 def not_label_hidden(
     rows: Iterable[T], applied: Mapping[str, Sequence[LabelView]], redact: frozenset[str], *, listed: bool
 ) -> list[T]:

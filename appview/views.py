@@ -60,7 +60,8 @@ class TrackView(View, kw_only=True):
     album: str | None = None
     duration: int | None = None
     file_type: str
-    features: list[Json] | None = None
+    # The record's featured artists resolved by DID (appview/presenters.py `features`).
+    features: list[ActorView] | None = None
     image_url: str | None = None
     description: str | None = None
     # Absent for a supporter-gated track the viewer may not play (appview/rules.py `audio_shown`).
@@ -71,6 +72,7 @@ class TrackView(View, kw_only=True):
     labels: list[LabelView] | None = None
     like_count: int
     comment_count: int
+    play_count: int
     created_at: str
     indexed_at: str
     record: Json
@@ -87,6 +89,8 @@ class ProfileView(View, kw_only=True):
     like_count: int
     list_count: int
     indexed_at: str | None = None
+    # Account-level labels (on the DID) of the labelers the request applies (appview/labels.py).
+    labels: list[LabelView] | None = None
 
 
 class LikeView(View, kw_only=True):
@@ -111,6 +115,22 @@ class ListView(View, kw_only=True):
     indexed_at: str
     record: Json
     items: list[ListItemView] | None = None
+    labels: list[LabelView] | None = None
+
+
+class AlbumView(View, kw_only=True):
+    """An artist's album: the tracks naming it in `album`, merged with the artist's `fm.plyr.list` of listType
+    album of the same name (`list_uri`), if any (appview/xrpc/get_actor_albums.py)."""
+
+    title: str | None = None
+    author: ActorView
+    artist: str
+    list_uri: str | None = None
+    track_count: int
+    first_track_at: str
+    last_track_at: str
+    image_url: str | None = None
+    labels: list[LabelView] | None = None
 
 
 class CommentView(View, kw_only=True):
@@ -122,6 +142,20 @@ class CommentView(View, kw_only=True):
     created_at: str
     indexed_at: str
     record: Json
+    labels: list[LabelView] | None = None
+
+
+class ActivityItemView(View, kw_only=True):
+    """`fm.plyr.defs#activityItemView`: a new track, like, comment or list (appview/xrpc/get_activity.py)."""
+
+    kind: Literal["track", "like", "comment", "list"]
+    uri: str
+    cid: str
+    actor: ActorView
+    created_at: str
+    track: TrackView | None = None
+    list: ListView | None = None
+    comment: CommentView | None = None
 
 
 # -- method outputs -------------------------------------------------------------------------------------
@@ -160,11 +194,34 @@ class CommentsOutput(View, kw_only=True):
     cursor: str | None = None
 
 
+class ActivityOutput(View, kw_only=True):
+    items: list[ActivityItemView]
+    cursor: str | None = None
+
+
+class AlbumsOutput(View, kw_only=True):
+    albums: list[AlbumView]
+    cursor: str | None = None
+
+
+class AlbumOutput(View, kw_only=True):
+    album: AlbumView
+    tracks: list[TrackView]
+    cursor: str | None = None
+
+
+class ActorsOutput(View, kw_only=True):
+    actors: list[ActorView]
+    cursor: str | None = None
+
+
 class StatsOutput(View, kw_only=True):
     tracks: int
     artists: int
     likes: int
     lists: int
+    plays: int
+    unlinked_plays: int
 
 
 class ErrorOutput(msgspec.Struct):

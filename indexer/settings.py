@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from indexer.atproto.netguard import is_loopback_host
 from indexer.atproto.syntax import is_did
 from indexer.logs import LogFormat
 
@@ -80,7 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- ingest --------------------------------------------------------------------------------------------
     jetstream_urls: tuple[str, ...] = DEFAULT_JETSTREAM_URLS
     batch_size: int = 5000
-    batch_seconds: float = 0.5
+    # How long a batch waits for more events once the writer could take it; 0: committed as soon as the
+    # source has nothing more queued (batches still grow under load, while the previous one commits).
+    batch_seconds: float = 0.0
     # On a switch between Jetstream hosts the time_us cursor is rewound by this much: cursors are local to one
     # instance, duplicates are harmless, a gap is forever.
     failover_rewind_seconds: float = 600.0
@@ -184,7 +187,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             data_dir=data_dir,
             jetstream_urls=urls or DEFAULT_JETSTREAM_URLS,
             batch_size=e.integer("PLYR_APPVIEW_BATCH_SIZE", 5000, minimum=1),
-            batch_seconds=e.number("PLYR_APPVIEW_BATCH_SECONDS", 0.5, minimum=0.0),
+            batch_seconds=e.number("PLYR_APPVIEW_BATCH_SECONDS", 0.0, minimum=0.0),
             failover_rewind_seconds=e.number("PLYR_APPVIEW_FAILOVER_REWIND_SECONDS", 600.0, minimum=0.0),
             verify_signatures=e.flag("PLYR_APPVIEW_VERIFY_SIGNATURES", True),
             reconcile_minutes=e.number("PLYR_APPVIEW_RECONCILE_MINUTES", 5.0, minimum=0.0),
@@ -234,15 +237,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
 
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
 def public_origin(host: str) -> str:
     """The origin of a public host (`host[:port]`) given without a scheme: https, except on a loopback host
     (`localhost`, `127.0.0.1`, `[::1]`), where there is no certificate to serve it with."""
@@ -251,7 +245,7 @@ def public_origin(host: str) -> str:
         hostname = urlsplit(f"//{host}").hostname or host
     except ValueError:
         hostname = host
-    return f"{'http' if _is_loopback(hostname) else 'https'}://{host}"
+    return f"{'http' if is_loopback_host(hostname) else 'https'}://{host}"
 
 
 class _Public(msgspec.Struct, frozen=True):

@@ -24,12 +24,14 @@ from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, IngestState, iso_time
 _HASHED: dict[str, str] = {
     "actors": "SELECT concat_ws('|', did, coalesce(handle, ''), status, active::text, taken_down::text) FROM actors",
     "takedowns": "SELECT concat_ws('|', did, collection, rkey, coalesce(reason, '')) FROM takedowns WHERE applied",
-    "tracks": "SELECT concat_ws('|', uri, cid, like_count, comment_count) FROM tracks",
+    "tracks": "SELECT concat_ws('|', uri, cid, like_count, comment_count, play_count) FROM tracks",
     "likes": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM likes",
     "comments": "SELECT concat_ws('|', uri, cid, subject_uri, subject_cid) FROM comments",
     "lists": "SELECT concat_ws('|', uri, cid, item_count) FROM lists",
     "list_items": "SELECT concat_ws('|', did, rkey, position, subject_uri, subject_cid) FROM list_items",
     "profiles": "SELECT concat_ws('|', did, cid) FROM profiles",
+    "plays": "SELECT concat_ws('|', uri, cid, coalesce(track_uri, '')) FROM plays",
+    "actor_status": "SELECT concat_ws('|', uri, cid, coalesce(track_uri, '')) FROM actor_status",
 }
 
 _VISIBLE_COUNTS = """

@@ -33,7 +33,7 @@ from tests.api_support import app
 from tests.helpers import COMMENT, LIKE, LIST, TRACK, ingest
 
 ALICE, BOB = make_did(1), make_did(2)
-_RECORD = track_record("Conventions")
+_RECORD = track_record("Conventions", album="Conventions LP")
 _T = make_tid(BASE_US)
 TRACK_URI = uri(ALICE, TRACK, _T)
 LIST_URI = uri(ALICE, LIST, make_tid(BASE_US + 3))
@@ -161,14 +161,20 @@ QUERIES: dict[str, dict[str, str]] = {
     "fm.plyr.getLatestTracks": {},
     "fm.plyr.getActorTracks": {"actor": ALICE},
     "fm.plyr.getActorProfile": {"actor": "alice.test"},
+    "fm.plyr.getActorStatus": {"actor": "alice.test"},
     "fm.plyr.getLikes": {"uri": TRACK_URI},
     "fm.plyr.getActorLikes": {"actor": BOB},
     "fm.plyr.getList": {"uri": LIST_URI},
     "fm.plyr.getActorLists": {"actor": ALICE},
     "fm.plyr.getComments": {"uri": TRACK_URI},
     "fm.plyr.searchTracks": {"q": "Conventions"},
+    "fm.plyr.searchActors": {"q": "alice"},
+    "fm.plyr.searchLists": {"q": "list"},
+    "fm.plyr.getActorAlbums": {"actor": ALICE},
+    "fm.plyr.getAlbum": {"actor": "alice.test", "name": "Conventions LP"},
     "fm.plyr.getTopTracks": {},
     "fm.plyr.getStats": {},
+    "fm.plyr.getActivity": {},
 }
 # Operator only (appview/moderation.py): refused without the admin password, HEAD like GET.
 ADMIN_QUERIES = {"com.atproto.admin.getSubjectStatus"}
@@ -177,6 +183,8 @@ PAGES = [
     ("/", 302),
     ("/status", 200),
     ("/listen", 200),
+    (f"/embed/track/{ALICE}/{_T}", 200),
+    (f"/embed/list/{ALICE}/{make_tid(BASE_US + 3)}", 200),
     ("/xrpc/_health", 200),
     ("/.well-known/did.json", 200),
     ("/metrics", 200),

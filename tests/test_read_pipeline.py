@@ -30,12 +30,18 @@ from bench.synth import (
 from indexer.atproto.lexicon import Validator
 from tests.api_support import Keypair, StubResolver, app, service_jwt
 from tests.helpers import COMMENT, LIKE, LIST, PROFILE, TRACK, ingest
+from tests.test_plays import STATUS, status_record
 
 ALICE, BOB = make_did(1), make_did(2)
 
 
 def tid(n: int) -> str:
     return make_tid(BASE_US + n * 1000)
+
+
+def _iso(seconds_from_now: int) -> str:
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds_from_now)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _all_row_types() -> set[type[Row]]:
@@ -63,7 +69,7 @@ async def test_every_statement_selects_its_row_types_fields_in_order(
         return factory
 
     monkeypatch.setattr(hydrate, "args_row", checked_args_row)
-    rec = track_record("Midnight City", micros=BASE_US + 1000)
+    rec = track_record("Midnight City", micros=BASE_US + 1000, album="Night")
     track_uri = uri(ALICE, TRACK, tid(1))
     list_uri = uri(ALICE, LIST, tid(4))
     await ingest(
@@ -76,6 +82,8 @@ async def test_every_statement_selects_its_row_types_fields_in_order(
             commit(BOB, LIKE, tid(3), tid(3), like_record(track_uri, make_cid(rec))),
             commit(ALICE, LIST, tid(4), tid(4), list_record([(track_uri, make_cid(rec))])),
             commit(BOB, COMMENT, tid(5), tid(5), comment_record(track_uri, make_cid(rec), "nice", ms=1000)),
+            # Playing Alice's track now (teal.fm status), for an hour.
+            commit(ALICE, STATUS, "self", tid(6), status_record(track_uri, time=_iso(0), expiry=_iso(3600))),
         ],
     )
     key = Keypair()
@@ -95,8 +103,14 @@ async def test_every_statement_selects_its_row_types_fields_in_order(
         ("getComments", {"uri": track_uri}),
         ("searchTracks", {"q": "midnight"}),
         ("searchTracks", {"q": "city"}),
+        ("searchActors", {"q": "alice"}),
+        ("searchLists", {"q": "list"}),
+        ("getActorAlbums", {"actor": ALICE}),
+        ("getAlbum", {"actor": ALICE, "name": "Night"}),
         ("getTopTracks", {}),
         ("getStats", {}),
+        ("getActivity", {}),
+        ("getActorStatus", {"actor": ALICE}),
     ]
     async with AsyncTestClient(app=app(db_url, resolver)) as client:
         for name, params in calls:

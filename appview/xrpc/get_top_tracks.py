@@ -1,9 +1,15 @@
-"""fm.plyr.getTopTracks: the most liked tracks, optionally only those published since a time."""
+"""fm.plyr.getTopTracks: the tracks with the most likes (`by=likes`, the default) or teal.fm plays (`by=plays`).
+
+Without `since` the ranking is by each track's whole count. With `since` it is by activity inside the window, as
+plyr.fm ranks its own top tracks: the likes (or plays) made at or after `since` (by their sort time: the
+creation time they claim, never later than their arrival), whenever the track was published; only tracks with at
+least one in the window are ranked. Likes and plays count only from active accounts, of tracks shown.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
@@ -19,31 +25,53 @@ from appview.views import TracksOutput
 NSID = "fm.plyr.getTopTracks"
 MAX_LIMIT = 100
 
-# No index on like_count on purpose: counts are rewritten on every like, and an index on them would make
-# those updates non-HOT for the indexer. The ranking is a top-N sort instead, memoised briefly (per `since`).
-SKELETON = """
+By = Literal["likes", "plays"]
+
+# No index on the counts on purpose: they are rewritten on every like and play, and an index on them would make
+# those updates non-HOT for the indexer. The ranking is a top-N sort instead, memoised briefly (per `by`, `since`).
+_ALL_TIME = """
 SELECT uri FROM tracks
-WHERE author_active{since}
-ORDER BY like_count DESC, sort_at DESC, cid DESC
+WHERE author_active
+ORDER BY {count} DESC, sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
-RANKINGS = Slot[dt.datetime | None, list[str]](NSID, ttl=30.0, size=64)
+# The activity of the window, read by its time index (likes_sort_idx, plays_sort_idx), grouped per track.
+_WINDOW = {
+    "likes": "SELECT subject_uri AS uri, count(*) AS n FROM likes WHERE sort_at >= %(since)s AND author_active"
+    " GROUP BY subject_uri",
+    "plays": "SELECT track_uri AS uri, count(*) AS n FROM plays WHERE sort_at >= %(since)s"
+    " AND track_uri IS NOT NULL AND author_active GROUP BY track_uri",
+}
+_IN_WINDOW = """
+SELECT t.uri FROM ({window}) w JOIN tracks t ON t.uri = w.uri
+WHERE t.author_active
+ORDER BY w.n DESC, t.sort_at DESC, t.cid DESC
+LIMIT %(limit)s
+"""
+_COUNT: dict[str, str] = {"likes": "like_count", "plays": "play_count"}
 
-Since = Annotated[dt.datetime | None, QueryParameter(description="Only tracks published at or after this time.")]
+RANKINGS = Slot[tuple[By, dt.datetime | None], list[str]](NSID, ttl=30.0, size=64)
+
+Since = Annotated[
+    dt.datetime | None,
+    QueryParameter(description="Rank by the likes (or plays) made at or after this time, not by all of them."),
+]
+ByParam = Annotated[By, QueryParameter(description="What ranks the tracks: their likes or their teal.fm plays.")]
 
 
-def skeleton(since: dt.datetime | None) -> Skeleton:
+def skeleton(by: By, since: dt.datetime | None) -> Skeleton:
     """The whole ranking (MAX_LIMIT tracks): requests of any `limit` share it."""
-    sql = SKELETON.format(since=" AND sort_at >= %(since)s" if since else "")
-    return Skeleton(sql, {"since": since, "limit": MAX_LIMIT})
+    if since is None:
+        return Skeleton(_ALL_TIME.format(count=_COUNT[by]), {"limit": MAX_LIMIT})
+    return Skeleton(_IN_WINDOW.format(window=_WINDOW[by]), {"since": since, "limit": MAX_LIMIT})
 
 
-async def ranking(ctx: AppContext, since: dt.datetime | None) -> list[str]:
+async def ranking(ctx: AppContext, by: By, since: dt.datetime | None) -> list[str]:
     async def walk() -> list[str]:
         async with ctx.pool.connection() as conn:
-            return await hydrate.uris(conn, skeleton(since))
+            return await hydrate.uris(conn, skeleton(by, since))
 
-    return await ctx.memo.get(RANKINGS, since, walk)
+    return await ctx.memo.get(RANKINGS, (by, since), walk)
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TracksOutput), operation_id=NSID)
@@ -52,9 +80,10 @@ async def handler(
     ctx: NamedDependency[AppContext],
     limit: Limit = DEFAULT_LIMIT,
     since: Since = None,
+    by: ByParam = "likes",
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    uris = (await ranking(ctx, as_utc(since)))[:limit]
+    uris = (await ranking(ctx, by, as_utc(since)))[:limit]
     labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         found = await hydrate.tracks(conn, uris, viewer)

@@ -4,8 +4,8 @@ through psycopg directly (see indexer/fold/sql.py) because set-based batch state
 Three layers:
 - `events`: the append-only log, the source of truth. Never updated, never deleted from.
 - fold state (`records`, `actors`): per record key the winning event, per DID the latest handle and status.
-- projections (`tracks`, `likes`, `lists`, `list_items`, `comments`, `profiles`): read models derived from the
-  fold state only, so `rebuild` can drop and refold them.
+- projections (`tracks`, `track_features`, `likes`, `lists`, `list_items`, `comments`, `profiles`, `plays`,
+  `actor_status`): read models derived from the fold state only, so `rebuild` can drop and refold them.
 """
 
 from __future__ import annotations
@@ -190,8 +190,25 @@ tracks = Table(
     _tstz("sort_at", nullable=False),
     Column("like_count", Integer, nullable=False, server_default="0"),
     Column("comment_count", Integer, nullable=False, server_default="0"),
+    # Plays (teal.fm) of active authors that name this track (migration 0012).
+    Column("play_count", Integer, nullable=False, server_default="0"),
     Index("tracks_sort_idx", "sort_at", "cid"),
     Index("tracks_did_sort_idx", "did", "sort_at", "cid"),
+)
+
+# Who a track features (migration 0013): one row per distinct `features[].did` of a projected track, written by
+# the track projection (indexer/fold/collections/track.py) with the track's sort position, so getActorTracks'
+# `featured` walk is a keyset range scan of (feature_did, sort_at, cid). Whether the track is shown is read from
+# `tracks` (its author's status), so these rows never flip.
+track_features = Table(
+    "track_features",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("feature_did", Text, primary_key=True),
+    Column("cid", Text, nullable=False),
+    _tstz("sort_at", nullable=False),
+    Index("track_features_feature_sort_idx", "feature_did", "sort_at", "cid"),
 )
 
 # searchTracks, exact and prefix matches (migration 0004): covering, so a common prefix is an index-only scan.
@@ -222,6 +239,8 @@ likes = Table(
     Index("likes_subject_sort_idx", "subject_uri", "sort_at", "cid"),
     Index("likes_did_sort_idx", "did", "sort_at", "cid"),
     Index("likes_did_subject_idx", "did", "subject_uri"),
+    # getActivity's walk of new likes (migration 0013).
+    Index("likes_sort_idx", "sort_at", "cid"),
 )
 
 comments = Table(
@@ -241,6 +260,8 @@ comments = Table(
     _tstz("indexed_at", nullable=False),
     _tstz("sort_at", nullable=False),
     Index("comments_subject_idx", "subject_uri", "timestamp_ms"),
+    # getActivity's walk of new comments (migration 0013).
+    Index("comments_sort_idx", "sort_at", "cid"),
 )
 
 lists = Table(
@@ -259,6 +280,8 @@ lists = Table(
     _tstz("indexed_at", nullable=False),
     _tstz("sort_at", nullable=False),
     Index("lists_did_sort_idx", "did", "sort_at", "cid"),
+    # getActivity's walk of new lists (migration 0013).
+    Index("lists_sort_idx", "sort_at", "cid"),
 )
 
 list_items = Table(
@@ -285,7 +308,60 @@ profiles = Table(
     _tstz("indexed_at", nullable=False),
 )
 
-PROJECTIONS = ("tracks", "likes", "comments", "lists", "list_items", "profiles")
+# Albums and search beyond tracks (migration 0011; trigram indexes only where pg_trgm exists, not declared).
+Index(
+    "tracks_did_album_idx",
+    tracks.c.did,
+    tracks.c.album,
+    postgresql_where=tracks.c.album.isnot(None) & tracks.c.author_active,
+)
+Index("lists_did_album_idx", lists.c.did, lists.c.name, postgresql_where=lists.c.list_type == "album")
+
+# teal.fm plays (migration 0012; indexer/fold/collections/play.py), of both collections, keyed by collection
+# too; `track_uri` is the fm.plyr.track the play's origin names, NULL when it names none (an unlinkable play).
+plays = Table(
+    "plays",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("rkey", Text(collation=C), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("author_active", Boolean, nullable=False, server_default=text("true")),
+    Column("track_uri", Text),
+    # The record's playedTime, when readable.
+    _tstz("played_at"),
+    _tstz("indexed_at", nullable=False),
+    _tstz("sort_at", nullable=False),
+    # A track's plays (recounts); the unlinkable ones (getStats).
+    Index("plays_track_sort_idx", "track_uri", "sort_at", postgresql_where=text("track_uri IS NOT NULL")),
+    Index("plays_unlinked_idx", "author_active", postgresql_where=text("track_uri IS NULL")),
+    # Plays made in a window (getTopTracks by plays since a time).
+    Index("plays_sort_idx", "sort_at", postgresql_where=text("track_uri IS NOT NULL")),
+)
+
+# What an actor is playing now (migration 0012; indexer/fold/collections/status.py): one row per actor and
+# teal.fm status collection, shown until `expires_at`.
+actor_status = Table(
+    "actor_status",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("rkey", Text(collation=C), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("author_active", Boolean, nullable=False, server_default=text("true")),
+    Column("track_uri", Text),
+    _tstz("started_at", nullable=False),
+    _tstz("expires_at", nullable=False),
+    _tstz("indexed_at", nullable=False),
+)
+
+PROJECTIONS = (
+    "tracks", "track_features", "likes", "comments", "lists", "list_items", "profiles", "plays", "actor_status",
+)  # fmt: skip
 FOLD_STATE = ("records", "actors", "takedowns")
 
 # Uploaded audio (migration 0005). Not a projection: uploads are not events, and `rebuild` leaves them alone.

@@ -3,7 +3,7 @@ batch writer.
 
 - Cursor: the relay `seq`, one source per host (`firehose:<host>`); a reconnect resumes after the last seq
   yielded and drops re-delivered frames (`seq <= last`).
-- Signatures: with a `DidDocuments`, every commit that has `fm.plyr.*` ops is checked against its DID's
+- Signatures: with a `DidDocuments`, every commit that has ops we want (`WANTED`) is checked against its DID's
   `#atproto` key. The check itself is synchronous (inside `decode_frame`), so a frame whose key is not cached
   yet is decoded again once the DID document arrived; a signature that fails with a cached key is retried
   once with a freshly fetched document (the key may have been rotated). What still fails is a Malformed,
@@ -39,9 +39,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 from indexer.atproto.repo.signatures import verify_commit_with_key
-from indexer.events import Checkpoint, Event, Item, Malformed, is_relevant_collection
+from indexer.events import Checkpoint, Event, Item, Malformed
 from indexer.firehose.commit import malformed
 from indexer.firehose.frames import DEFAULT_MAX_FRAME_BYTES, Control, Decoded, decode_frame
+from indexer.fold.collections import WANTED
 from indexer.metrics import Metrics
 from indexer.source_status import ConnectionEnd, ConnectionStates, SourceState, StatusSink, describe_connect_error
 
@@ -123,7 +124,7 @@ class FirehoseSource:
         docs: DidDocuments | None = None,
         marker: Marker | None = None,
         metrics: Metrics | None = None,
-        want: Callable[[str], bool] = is_relevant_collection,
+        want: Callable[[str], bool] = WANTED,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         idle_timeout: float = 60.0,
         open_timeout: float = 10.0,

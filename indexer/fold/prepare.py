@@ -3,7 +3,7 @@
 Contract (`Preparer.prepare`):
 - every item is accounted for, exactly once, in `Prepared`: an event becomes an event row (`events`), a
   rejection, both (a record its lexicon refuses still enters the log: its rev orders the record; it is counted
-  in `invalid_events` and, as an item, among the rejections), or nothing (`ignored`: a collection outside our
+  in `invalid_events` and, as an item, among the rejections), or nothing (`ignored`: a collection we do not
   namespace); a `Malformed` becomes a rejection; a `Checkpoint` only moves its source's cursor (`checkpoints`).
   So `items == len(events) - invalid_events + len(rejections) + ignored + checkpoints`;
 - everything that could make a statement fail (unparseable timestamps, NUL characters Postgres refuses in jsonb,
@@ -30,8 +30,8 @@ from indexer.atproto.identity.handles import HandleVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
 from indexer.atproto.syntax import is_cid, is_did, is_handle, is_nsid, is_record_key, is_tid
 from indexer.audio import refs as audio_refs
-from indexer.events import Event, Item, Malformed, is_relevant_collection, parse_datetime
-from indexer.fold.collections import track
+from indexer.events import Event, Item, Malformed, parse_datetime
+from indexer.fold.collections import BY_NSID, WANTED, track
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,13 @@ def malformed_row(item: Malformed) -> RejectionRow:
 _OPS = ("create", "update", "delete")
 
 
+def _created_field(collection: str) -> str:
+    """The record field that holds its creation time: `createdAt`, unless the collection names another (a play's
+    `playedTime`, a status's `time`)."""
+    known = BY_NSID.get(collection)
+    return "createdAt" if known is None else known.created_field
+
+
 def _row(
     ord_: int,
     ev: Event,
@@ -146,7 +153,7 @@ def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected
 
 def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
     collection, rkey, rev, op = ev.collection, ev.rkey, ev.rev, ev.operation
-    if not is_relevant_collection(collection):
+    if not WANTED(collection):
         return None
     assert collection is not None
     if not is_nsid(collection):
@@ -187,7 +194,7 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
         cid=ev.cid,
         record=record_json.decode(),
         invalid=None if invalid is None else str(invalid),
-        created_at=parse_datetime(record.get("createdAt")),
+        created_at=parse_datetime(record.get(_created_field(collection))),
         event_time=event_time,
     )
     if invalid is not None:

@@ -1,15 +1,16 @@
 """The fold, as set-based SQL over one batch of newly appended events (`fold_batch`).
 
-The same statements serve live ingest (the batch is what was just appended) and `rebuild` (the batch is a
-range of the log), so a rebuilt index equals the incrementally built one. The fold is confluent, i.e. its result
-does not depend on how events are cut into batches:
+The same statements serve live ingest (the batch is what was just appended) and a refold of the log range by
+range; `rebuild` derives the fold state from the whole log at once by the same rules (`REBUILD_*`, below) and
+projects it with the same collection statements, so a rebuilt index equals the incrementally built one. The
+fold is confluent, i.e. its result does not depend on how events are cut into batches:
 - a record's state is the maximum (rev, op) over all its events: deletes (op 2) are tombstones kept forever,
   and an event whose rev is not newer than the stored one changes nothing;
 - an actor's handle and status are the maximum (event time, seq, event id) over its identity/account events;
 - an operator's takedown of a subject is its latest `takedown` event in log order (applied or undone); a
   taken-down record or account leaves the projections like a deleted one and comes back on undo;
 - projections are a function of that state: each batch recomputes exactly the rows whose inputs changed;
-  like/comment counts move by the exact delta of the rows changed, and a track (re)projected in the batch is
+  like/comment/play counts move by the exact delta of the rows changed, and a track (re)projected in the batch is
   counted in full, whichever side (like or track) arrived last.
 """
 
@@ -40,7 +41,7 @@ _TEMP_TABLES = {
     "fold_changed": 'did text, collection text, rkey text COLLATE "C", PRIMARY KEY (did, collection, rkey)',
     # reproject: all the DID's records (account deleted or taken down, or back); active_changed: its rows flip.
     "fold_status": "did text PRIMARY KEY, reproject boolean NOT NULL, active_changed boolean NOT NULL",
-    "fold_deltas": "uri text, likes int, comments int",
+    "fold_deltas": "uri text, likes int, comments int, plays int",
     "fold_new_tracks": "uri text PRIMARY KEY",
 }
 TEMP_TABLE_NAMES = tuple(_TEMP_TABLES)
@@ -230,24 +231,28 @@ STATUS_FLIPS = (
     *(c.flip for c in COLLECTIONS if c.counted),
 )
 
-# Counts move by exact deltas (every like/comment row inserted, deleted or flipped in this batch). A track
+# Counts move by exact deltas (every like/comment/play row inserted, deleted or flipped in this batch). A track
 # (re)projected in this batch has no trustworthy old count, so it is counted in full instead: that is what
 # makes a like that arrived before its track count once the track arrives.
 APPLY_COUNTS = (
     """
-    UPDATE tracks t SET like_count = t.like_count + d.likes, comment_count = t.comment_count + d.comments
-    FROM (SELECT uri, sum(likes)::int AS likes, sum(comments)::int AS comments FROM fold_deltas GROUP BY uri) d
-    WHERE t.uri = d.uri AND (d.likes <> 0 OR d.comments <> 0)
+    UPDATE tracks t SET like_count = t.like_count + d.likes, comment_count = t.comment_count + d.comments,
+                        play_count = t.play_count + d.plays
+    FROM (SELECT uri, sum(likes)::int AS likes, sum(comments)::int AS comments, sum(plays)::int AS plays
+          FROM fold_deltas GROUP BY uri) d
+    WHERE t.uri = d.uri AND (d.likes <> 0 OR d.comments <> 0 OR d.plays <> 0)
       AND NOT EXISTS (SELECT 1 FROM fold_new_tracks n WHERE n.uri = t.uri)
     """,
     """
     UPDATE tracks t
     SET like_count = (SELECT count(*) FROM likes l WHERE l.subject_uri = t.uri AND l.author_active),
-        comment_count = (SELECT count(*) FROM comments c WHERE c.subject_uri = t.uri AND c.author_active)
+        comment_count = (SELECT count(*) FROM comments c WHERE c.subject_uri = t.uri AND c.author_active),
+        play_count = (SELECT count(*) FROM plays p WHERE p.track_uri = t.uri AND p.author_active)
     FROM fold_new_tracks n
     WHERE t.uri = n.uri
       AND (EXISTS (SELECT 1 FROM likes l WHERE l.subject_uri = t.uri AND l.author_active)
-           OR EXISTS (SELECT 1 FROM comments c WHERE c.subject_uri = t.uri AND c.author_active))
+           OR EXISTS (SELECT 1 FROM comments c WHERE c.subject_uri = t.uri AND c.author_active)
+           OR EXISTS (SELECT 1 FROM plays p WHERE p.track_uri = t.uri AND p.author_active))
     """,
 )
 
@@ -272,3 +277,50 @@ ON CONFLICT (source) DO UPDATE
 SET cursor = excluded.cursor, event_time = coalesce(excluded.event_time, cursors.event_time), updated_at = now()
 """
 
+
+# -- The same rules over the whole log at once, for `rebuild` (indexer/fold/rebuild.py) ---------------------------
+# Each statement fills one empty fold-state table from `events` and gives every row the value the live fold
+# converges to, whatever the batches: the maximum of the very order the live statements compare with. Two
+# events of one record never tie on (rev, op) (they would share a dedup key), so the id only breaks ties
+# between what the log cannot hold twice; ordering on it too makes each statement a function of the log.
+# (Sorted bytewise: cheaper than the database's collation, and equality, all DISTINCT ON needs, is the same.)
+REBUILD_RECORDS = f"""
+INSERT INTO records (did, collection, rkey, rev, op, event_id)
+SELECT DISTINCT ON (did COLLATE "C", collection COLLATE "C", rkey) did, collection, rkey, rev, {_OP_RANK}, id
+FROM events WHERE kind = 'commit'
+ORDER BY did COLLATE "C", collection COLLATE "C", rkey, rev DESC, {_OP_RANK} DESC, id DESC
+"""
+
+REBUILD_TAKEDOWNS = f"""
+INSERT INTO takedowns (did, collection, rkey, applied, reason, event_id, updated_at)
+SELECT DISTINCT ON (did, coalesce(collection, ''), coalesce(rkey, ''))
+       did, coalesce(collection, ''), coalesce(rkey, ''), {_OP_RANK} < 2, record->>'reason', id,
+       coalesce(event_time, received_at)
+FROM events WHERE kind = 'takedown'
+ORDER BY did, coalesce(collection, ''), coalesce(rkey, ''), id DESC
+"""
+
+# Newest first by (event time, seq, id), missing times and seqs lowest: the order of `_NEWER`.
+_LATEST = "did, coalesce(event_time, '-infinity') DESC, coalesce(seq, -1) DESC, id DESC"
+
+# Every DID of the log ('' is the owner of audio objects, no account), with its latest handle and status and
+# whether the operator took the account down (after REBUILD_TAKEDOWNS).
+REBUILD_ACTORS = f"""
+INSERT INTO actors (did, handle, handle_time, handle_seq, handle_event_id, status, active, status_time,
+                    status_seq, status_event_id, taken_down)
+SELECT d.did, h.handle, h.event_time, h.seq, h.id,
+       CASE WHEN s.id IS NULL THEN 'active'
+            WHEN s.active THEN 'active' ELSE coalesce(nullif(s.status, ''), 'inactive') END,
+       CASE WHEN s.id IS NULL THEN true ELSE s.active END, s.event_time, s.seq, s.id,
+       coalesce(k.applied, false)
+FROM (SELECT DISTINCT did FROM events WHERE did <> '') d
+LEFT JOIN (SELECT DISTINCT ON (did) did, id, handle, seq, event_time FROM events WHERE kind = 'identity'
+           ORDER BY {_LATEST}) h ON h.did = d.did
+LEFT JOIN (SELECT DISTINCT ON (did) did, id, active, status, seq, event_time FROM events WHERE kind = 'account'
+           ORDER BY {_LATEST}) s ON s.did = d.did
+LEFT JOIN takedowns k ON k.did = d.did AND k.collection = '' AND k.rkey = '' AND k.applied
+ORDER BY d.did
+"""
+
+# Every record is "changed": each collection's own `project` statements then project the whole state.
+REBUILD_CHANGED = "INSERT INTO fold_changed (did, collection, rkey) SELECT did, collection, rkey FROM records"

@@ -1,4 +1,5 @@
-"""Jetstream websocket source: connects, filters to `fm.plyr.*`, survives anything the network does, and
+"""Jetstream websocket source: connects, filters to the collections we want (`fm.plyr.*` and teal.fm plays and
+statuses: `indexer.fold.collections.WANTED`), survives anything the network does, and
 yields normalized items.
 
 Cursor rules (see NOTES.md, failure 3: a host switch that rewound only 10 s lost events for good):
@@ -24,7 +25,6 @@ Cursor rules (see NOTES.md, failure 3: a host switch that rewound only 10 s lost
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import time
@@ -38,7 +38,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from indexer.events import COLLECTION_PREFIX, Checkpoint, Event, Item, Malformed
+from indexer.atproto.netguard import is_loopback_host
+from indexer.events import Checkpoint, Event, Item, Malformed, Wanted
+from indexer.fold.collections import WANTED
 from indexer.jetstream.parse import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ZSTD_MAGIC,
@@ -61,6 +63,8 @@ V1_PATH: Final = "/subscribe"
 V2_PATH: Final = "/xrpc/network.bsky.jetstream.subscribeEvents"
 V2_SUBPROTOCOL: Final = Subprotocol("xrpc.v1.json")
 V1_SOURCE: Final = "jetstream"
+# Jetstream's limit on `wantedCollections` (and v2 `collections`) per connection.
+MAX_WANTED_COLLECTIONS: Final = 100
 # The v2 server reads cursors at or above this as unix microseconds rather than seqs.
 V2_TIMESTAMP_CURSOR_MIN: Final = 10**15
 # Query parameters this source sets itself; copies in a configured URL are dropped.
@@ -108,15 +112,6 @@ class Endpoint:
         return V1_SOURCE if self.version == 1 else f"jetstream-v2:{self.host}"
 
 
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost" or hostname.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_endpoint(url: str) -> Endpoint:
     """`wss://host` and `wss://host/subscribe` are v1, `wss://host/xrpc/network.bsky.jetstream.subscribeEvents`
     is v2. A missing scheme means wss (ws for loopback); http(s) are accepted as ws(s)."""
@@ -124,7 +119,7 @@ def parse_endpoint(url: str) -> Endpoint:
     if "://" not in text:
         host_part = text.split("/", 1)[0]
         hostname = urlsplit("//" + host_part).hostname or ""
-        text = ("ws://" if _is_loopback(hostname) else "wss://") + text
+        text = ("ws://" if is_loopback_host(hostname) else "wss://") + text
     parts = urlsplit(text)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss") or not parts.hostname:
@@ -167,7 +162,7 @@ class JetstreamSource:
     (wire size, and again after decompression) becomes a `Malformed` with reason "oversize"; the servers are
     asked (`maxMessageSizeBytes`) to skip such events, so a reconnect does not meet the same one again.
 
-    A socket that delivers nothing for `idle_timeout` seconds is treated as dead. With `fm.plyr.*` filtering
+    A socket that delivers nothing for `idle_timeout` seconds is treated as dead. With collection filtering
     the stream still carries every account and identity event of the network, so a minute of silence is
     not normal. Websocket ping/pong (`ping_interval`, `ping_timeout`) catches dead TCP sooner.
 
@@ -190,7 +185,7 @@ class JetstreamSource:
         start_time_us: int | None = None,
         compress: bool = True,
         metrics: Metrics | None = None,
-        collection_prefix: str = COLLECTION_PREFIX,
+        wanted: Wanted = WANTED,
         rewind_on_switch_us: int = 600_000_000,
         rewind_on_start_us: int | None = None,
         rewind_on_reconnect_us: int = 1_000_000,
@@ -227,7 +222,9 @@ class JetstreamSource:
         self.start_time_us = start_time_us
         self.compress = compress
         self.metrics = metrics
-        self.collection_prefix = collection_prefix
+        if not 0 < len(wanted.patterns) <= MAX_WANTED_COLLECTIONS:
+            raise ValueError(f"Jetstream takes 1 to {MAX_WANTED_COLLECTIONS} collections, not {len(wanted.patterns)}")
+        self.wanted = wanted
         self.rewind_on_switch_us = rewind_on_switch_us
         self.rewind_on_start_us = rewind_on_switch_us if rewind_on_start_us is None else rewind_on_start_us
         self.rewind_on_reconnect_us = rewind_on_reconnect_us
@@ -315,14 +312,14 @@ class JetstreamSource:
     def _url(self, cursor: int | None) -> str:
         ep = self.endpoint
         q: list[tuple[str, str]] = list(ep.params)
-        wanted = self.collection_prefix + "*"
+        # One parameter per NSID or namespace (`x.y.*`), repeated, on both protocols.
         if ep.version == 1:
-            q.append(("wantedCollections", wanted))
+            q.extend(("wantedCollections", w) for w in self.wanted.patterns)
             if self.compress:
                 q.append(("compress", "true"))
         else:
             q.extend(("kinds", k) for k in _V2_KINDS)
-            q.append(("collections", wanted))
+            q.extend(("collections", w) for w in self.wanted.patterns)
             if self._v2_compress:
                 q.append(("zstdDictionary", str(V2_DICT_ID)))
         q.append(("maxMessageSizeBytes", str(self.max_message_bytes)))
@@ -512,9 +509,9 @@ class JetstreamSource:
 
         item: Event | Malformed | StreamNotice | None
         if ep.version == 1:
-            item = parse_v1(data, ep.source, collection_prefix=self.collection_prefix)
+            item = parse_v1(data, ep.source, wanted=self.wanted)
         else:
-            item = parse_v2(data, ep.source, collection_prefix=self.collection_prefix)
+            item = parse_v2(data, ep.source, wanted=self.wanted)
 
         if item is None:
             # Valid, just not ours.

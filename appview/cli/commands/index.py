@@ -121,4 +121,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("index", "follow Jetstream (or a raw firehose) and index fm.plyr.* events", add_source_argument, _run)
+COMMAND = Command(
+    "index",
+    "follow Jetstream (or a raw firehose) and index fm.plyr.* and teal.fm play events",
+    add_source_argument,
+    _run,
+)

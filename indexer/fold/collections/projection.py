@@ -3,8 +3,8 @@
 A collection's projection is a function of the fold state (`records`, `events`, `actors`): its statements run
 once per batch, after the records and actors are folded, and recompute exactly the rows of the records listed in
 `fold_changed`, i.e. delete them and insert again those that are live. Its flip makes the rows of an author whose
-active status changed follow the new status. Rows that count toward a track (likes, comments) turn every row
-they delete, insert or flip into a count delta in `fold_deltas`, applied once all collections are projected.
+active status changed follow the new status. Rows that count toward a track (likes, comments, plays) turn every
+row they delete, insert or flip into a count delta in `fold_deltas`, applied once all collections are projected.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ class Collection:
     project: tuple[str, ...]
     # Its rows follow their author going (in)active (`fold_status`).
     flip: str
-    # Whether its rows count toward their subject (track like/comment counts), so that its statements also
+    # Whether its rows count toward their subject (track like/comment/play counts), so that its statements also
     # write count deltas.
     counted: bool = False
+    # The record field holding its creation time (the log's `created_at`, which bounds the sort time).
+    created_field: str = "createdAt"
 
 
 # Rows to (re)project: live, valid, author not deleted, neither the record nor its account taken down by the
@@ -59,25 +61,34 @@ ARRIVAL = "coalesce(e.event_time, e.received_at)"
 SORT_AT = f"least(coalesce(e.created_at, {ARRIVAL}), {ARRIVAL})"
 
 
-def delete(table: str, nsid: str) -> str:
-    """Remove the rows of the changed records of `nsid` from `table` (keyed by did, rkey)."""
+def delete(table: str, nsid: str, *, by_collection: bool = False) -> str:
+    """Remove the rows of the changed records of `nsid` from `table` (keyed by did, rkey; or by did, collection,
+    rkey for a table several collections share, whose record keys may meet)."""
+    key = " AND t.collection = c.collection" if by_collection else ""
     return (
         f"DELETE FROM {table} t USING fold_changed c WHERE c.collection = '{nsid}'"
-        " AND t.did = c.did AND t.rkey = c.rkey"
+        f" AND t.did = c.did AND t.rkey = c.rkey{key}"
     )
 
 
-def counted(statement: str, column: str, sign: str = "") -> str:
-    """Wrap a DELETE/INSERT/UPDATE of likes or comments so each row it touched becomes a count delta on its
-    subject: {sign}1 per row whose author is active (for a status flip, +1 or -1 by the new status)."""
+# The counts a track carries, each moved by the rows of one projection (`fold_deltas` has a column per count).
+COUNTS = ("likes", "comments", "plays")
+
+
+def counted(statement: str, column: str, sign: str = "", subject: str = "subject_uri") -> str:
+    """Wrap a DELETE/INSERT/UPDATE of likes, comments or plays so each row it touched becomes a count delta on
+    its subject (the row's `subject` column; a row without one counts toward nothing): {sign}1 per row whose
+    author is active (for a status flip, +1 or -1 by the new status)."""
+    if column not in COUNTS:
+        raise ValueError(f"{column!r} is not one of {COUNTS}")
     delta = f"{sign}count(*) FILTER (WHERE author_active)"
     if sign == "flip":
         delta = "sum(CASE WHEN author_active THEN 1 ELSE -1 END)"
-    other = "comments" if column == "likes" else "likes"
+    values = ", ".join(delta if c == column else "0" for c in COUNTS)
     return (
-        f"WITH changed AS ({statement} RETURNING t.subject_uri, t.author_active)\n"
-        f"INSERT INTO fold_deltas (uri, {column}, {other}) SELECT subject_uri, {delta}, 0 FROM changed"
-        " GROUP BY subject_uri"
+        f"WITH changed AS ({statement} RETURNING t.{subject} AS subject_uri, t.author_active)\n"
+        f"INSERT INTO fold_deltas (uri, {', '.join(COUNTS)}) SELECT subject_uri, {values} FROM changed"
+        " WHERE subject_uri IS NOT NULL GROUP BY subject_uri"
     )
 
 
