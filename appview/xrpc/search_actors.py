@@ -36,8 +36,8 @@ from appview.http import (
     viewer_of,
 )
 from appview.hydrate import Row, Skeleton
+from appview.search import MAX_QUERY, like_escape, regex_escape
 from appview.views import ActorsOutput
-from appview.xrpc.search_tracks import MAX_QUERY, like_escape, regex_escape
 
 NSID = "fm.plyr.searchActors"
 # actorView.displayName's maxLength.

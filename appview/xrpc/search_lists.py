@@ -20,9 +20,9 @@ from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, ok, pack_ranked, unpack_ranked, viewer_of
 from appview.hydrate import Row, Skeleton
+from appview.search import MAX_QUERY
 from appview.views import ListsOutput
 from appview.xrpc import search_actors
-from appview.xrpc.search_tracks import MAX_QUERY
 
 NSID = "fm.plyr.searchLists"
 

@@ -9,7 +9,6 @@ ranks minus fuzzy, and finds word-prefix, substring and description matches by s
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -30,10 +29,10 @@ from appview.http import (
     viewer_of,
 )
 from appview.hydrate import RankedRow, Skeleton
+from appview.search import MAX_QUERY, like_escape, regex_escape
 from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.searchTracks"
-MAX_QUERY = 256
 DESCRIPTION_RANK = 4
 FUZZY_RANK = 5
 
@@ -128,15 +127,6 @@ GROUPS = (
         _materialized(FUZZY_RANK, _FUZZY, f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})"),
     ),
 )
-
-
-def like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def regex_escape(text: str) -> str:
-    # In a Postgres ARE a backslash before any non-alphanumeric character makes it literal.
-    return re.sub(r"([^0-9A-Za-z\s])", r"\\\1", text)
 
 
 def skeleton(text: str, position: tuple[int, Position] | None, trigram: bool) -> list[Skeleton]:
