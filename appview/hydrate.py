@@ -121,6 +121,36 @@ def keyset(position: Position | None, sort: str = "sort_at", cid: str = "cid") -
     return f" AND ({sort}, {cid}) < (%(after)s, %(after_cid)s)", {"after": position.sort_at, "after_cid": position.cid}
 
 
+# -- identity -----------------------------------------------------------------------------------------------
+
+# An actor's display name and avatar, as every actor view shows them: the fm.plyr profile's (`p`, `profiles`)
+# when it has them, else their Bluesky profile's (`bp`, `bsky_profiles`: indexer/fold/collections/bsky_profile.py).
+# A Bluesky avatar blob is served by Bluesky's CDN, by the URL Bluesky's own AppView gives for it.
+BSKY_AVATAR_CDN = "https://cdn.bsky.app/img/avatar/plain/"
+
+
+def avatar_sql(p: str = "p", bp: str = "bp") -> str:
+    """The avatar, from the `profiles` row aliased `p` and the `bsky_profiles` row aliased `bp`."""
+    return f"coalesce({p}.avatar, '{BSKY_AVATAR_CDN}' || {bp}.did || '/' || {bp}.avatar_cid || '@jpeg')"
+
+
+def display_name_sql(p: str = "p", bp: str = "bp") -> str:
+    """The display name, from the same two rows as `avatar_sql`."""
+    return f"""coalesce(
+  (SELECT left(pe.record->>'displayName', 640) FROM events pe
+   WHERE pe.id = {p}.event_id AND jsonb_typeof(pe.record->'displayName') = 'string'),
+  {bp}.display_name)"""
+
+
+AVATAR = avatar_sql()
+DISPLAY_NAME = display_name_sql()
+
+
+def identity_joins(did: str) -> str:
+    """The joins `AVATAR` and `DISPLAY_NAME` read, for the actor whose DID is the SQL expression `did`."""
+    return f"LEFT JOIN profiles p ON p.did = {did} LEFT JOIN bsky_profiles bp ON bp.did = {did}"
+
+
 # -- tracks -------------------------------------------------------------------------------------------------
 
 # The viewer's newest like of the track (likes_did_subject_idx), as a column of the track's own row.
@@ -130,31 +160,35 @@ _VIEWER_LIKE = """
 _NO_VIEWER = "NULL::text"
 
 # The record's featured artists by DID (the lexicon's canonical identifier; its handle snapshots are never read),
-# each DID once, in record order, with what `actors` knows of it: the handle and avatar of an active account,
-# nothing for a DID unknown here or not active. Resolved inside the track's own statement, so every read that
-# hydrates tracks shows them the same way at no extra round trip; a JSON array of `FeatureRow`s, or NULL.
+# each DID once, in record order, with what `actors` knows of it: the handle, avatar and display name (`AVATAR`,
+# `DISPLAY_NAME`) of an active account, nothing for a DID unknown here or not active. Resolved inside the track's
+# own statement, so every read that hydrates tracks shows them the same way at no extra round trip; a JSON array
+# of `FeatureRow`s, or NULL.
 _FEATURES = """
 (SELECT jsonb_agg(jsonb_build_object(
           'did', x.did,
           'handle', CASE WHEN fa.active AND NOT fa.taken_down THEN fa.handle END,
-          'avatar', CASE WHEN fa.active AND NOT fa.taken_down THEN fp.avatar END) ORDER BY x.ord)::text
+          'avatar', CASE WHEN fa.active AND NOT fa.taken_down THEN {avatar} END,
+          'displayName', CASE WHEN fa.active AND NOT fa.taken_down THEN {display_name} END) ORDER BY x.ord)::text
  FROM (SELECT DISTINCT ON (j.f->>'did') j.f->>'did' AS did, j.ord
        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e.record->'features') = 'array'
                                       THEN e.record->'features' ELSE '[]'::jsonb END) WITH ORDINALITY AS j(f, ord)
        WHERE jsonb_typeof(j.f) = 'object' AND jsonb_typeof(j.f->'did') = 'string'
        ORDER BY j.f->>'did', j.ord) x
  LEFT JOIN actors fa ON fa.did = x.did
- LEFT JOIN profiles fp ON fp.did = x.did)
-"""
+ LEFT JOIN profiles fp ON fp.did = x.did
+ LEFT JOIN bsky_profiles fb ON fb.did = x.did)
+""".format(avatar=avatar_sql("fp", "fb"), display_name=display_name_sql("fp", "fb"))
 
 
 class FeatureRow(msgspec.Struct, frozen=True, gc=False):
-    """A featured artist of a track (`TrackRow.features`): the DID, and its handle and avatar when its account
-    is known here and active."""
+    """A featured artist of a track (`TrackRow.features`): the DID, and its handle, avatar and display name when
+    its account is known here and active."""
 
     did: str
     handle: str | None = None
     avatar: str | None = None
+    display_name: str | None = msgspec.field(default=None, name="displayName")
 
 
 class TrackRow(Row, frozen=True):
@@ -187,6 +221,7 @@ class TrackRow(Row, frozen=True):
     support_gate: str | None
     handle: str | None
     avatar: str | None
+    display_name: str | None
     # The viewer's like of the track (NULL for an anonymous request).
     viewer_like: str | None
 
@@ -199,7 +234,8 @@ class TrackRow(Row, frozen=True):
         "labels": "(e.record->'labels')::text",
         "support_gate": "(e.record->'supportGate')::text",
         "handle": "a.handle",
-        "avatar": "p.avatar",
+        "avatar": AVATAR,
+        "display_name": DISPLAY_NAME,
         "viewer_like": _NO_VIEWER,
     }
 
@@ -221,10 +257,10 @@ class RankedRow(PageRow, frozen=True):
     SQL: ClassVar[Mapping[str, str]] = {**PageRow.SQL, "rank": "s.rank"}
 
 
-_TRACK_JOINS = """
+_TRACK_JOINS = f"""
 JOIN events e ON e.id = t.event_id
 LEFT JOIN actors a ON a.did = t.did
-LEFT JOIN profiles p ON p.did = t.did
+{identity_joins("t.did")}
 """
 
 
@@ -313,10 +349,15 @@ class ActorRow(Row, frozen=True):
     handle: str | None
     active: bool
     avatar: str | None
+    display_name: str | None
 
     TABLE: ClassVar[str] = "a"
     # An account the operator took down is not active, whatever its host says.
-    SQL: ClassVar[Mapping[str, str]] = {"avatar": "p.avatar", "active": "a.active AND NOT a.taken_down"}
+    SQL: ClassVar[Mapping[str, str]] = {
+        "avatar": AVATAR,
+        "display_name": DISPLAY_NAME,
+        "active": "a.active AND NOT a.taken_down",
+    }
 
 
 class NamedActorRow(ActorRow, frozen=True):
@@ -330,7 +371,7 @@ class NamedActorRow(ActorRow, frozen=True):
     }
 
 
-_ACTOR_FROM = "FROM actors a LEFT JOIN profiles p ON p.did = a.did"
+_ACTOR_FROM = f"FROM actors a {identity_joins('a.did')}"
 _ACTORS = f"SELECT {columns(ActorRow)} {_ACTOR_FROM} WHERE a.did = ANY(%s)"
 ACTOR_BY = {
     "did": f"SELECT {columns(NamedActorRow)} {_ACTOR_FROM} WHERE a.did = %s",
@@ -365,6 +406,7 @@ class ListRow(Row, frozen=True):
     record: str
     handle: str | None
     avatar: str | None
+    display_name: str | None
 
     TABLE: ClassVar[str] = "l"
     SQL: ClassVar[Mapping[str, str]] = {
@@ -372,7 +414,8 @@ class ListRow(Row, frozen=True):
         "indexed_at": iso("l.indexed_at"),
         "record": "e.record::text",
         "handle": "a.handle",
-        "avatar": "p.avatar",
+        "avatar": AVATAR,
+        "display_name": DISPLAY_NAME,
     }
 
 
@@ -381,7 +424,7 @@ SELECT {columns(ListRow)}
 FROM lists l
 JOIN events e ON e.id = l.event_id
 LEFT JOIN actors a ON a.did = l.did
-LEFT JOIN profiles p ON p.did = l.did
+{identity_joins("l.did")}
 WHERE l.uri = ANY(%s)
 """
 
@@ -409,6 +452,7 @@ class AlbumRow(Row, frozen=True):
     image_url: str | None
     handle: str | None
     avatar: str | None
+    display_name: str | None
     # Whether the artist's tracks naming the album belong to it (a name-only album, or the list a name joins).
     takes_name: bool
     sort_at: dt.datetime
@@ -420,7 +464,8 @@ class AlbumRow(Row, frozen=True):
         "first_track_at": iso("al.first_at"),
         "last_track_at": iso("al.last_at"),
         "handle": "a.handle",
-        "avatar": "p.avatar",
+        "avatar": AVATAR,
+        "display_name": DISPLAY_NAME,
         "sort_at": "al.last_at",
         "sort_cid": "al.key",
     }
@@ -484,6 +529,7 @@ class ProfileRow(Row, frozen=True):
 
     bio: str | None
     avatar: str | None
+    display_name: str | None
     indexed_at: str | None
     track_count: int
     like_count: int
@@ -491,7 +537,8 @@ class ProfileRow(Row, frozen=True):
 
     SQL: ClassVar[Mapping[str, str]] = {
         "bio": "p.bio",
-        "avatar": "p.avatar",
+        "avatar": AVATAR,
+        "display_name": DISPLAY_NAME,
         "indexed_at": iso("p.indexed_at"),
         "track_count": "(SELECT count(*) FROM tracks t WHERE t.did = %(did)s AND t.author_active)",
         "like_count": """(SELECT count(*) FROM likes l WHERE l.did = %(did)s AND l.author_active
@@ -500,7 +547,7 @@ class ProfileRow(Row, frozen=True):
     }
 
 
-_PROFILE = f"SELECT {columns(ProfileRow)} FROM (SELECT 1) one LEFT JOIN profiles p ON p.did = %(did)s"
+_PROFILE = f"SELECT {columns(ProfileRow)} FROM (SELECT 1) one {identity_joins('%(did)s')}"
 
 
 async def profile(conn: Conn, did: str) -> ProfileRow:

@@ -54,7 +54,7 @@ def actor(did: str, handle: str | None, avatar: str | None, display_name: str | 
 
 
 def actor_of(row: ActorRow) -> ActorView:
-    return actor(row.did, row.handle, row.avatar)
+    return actor(row.did, row.handle, row.avatar, row.display_name)
 
 
 _features = msgspec.json.Decoder(list[FeatureRow])
@@ -62,12 +62,12 @@ _features = msgspec.json.Decoder(list[FeatureRow])
 
 def features(resolved: str | None) -> list[ActorView] | None:
     """A track's featured artists as actor views, from the DIDs its record names (hydrate's `_FEATURES`): the
-    verified handle and avatar of an active account; `handle.invalid` and nothing else for a DID with no
+    verified handle, avatar and display name of an active account; `handle.invalid` and nothing else for a DID with no
     verified handle, unknown here, or not active, as an actor view shows any such actor. The record's handle
     snapshot is never trusted over the DID (it stays readable in `record`)."""
     if not resolved:
         return None
-    return [actor(f.did, f.handle, f.avatar) for f in _features.decode(resolved)] or None
+    return [actor(f.did, f.handle, f.avatar, f.display_name) for f in _features.decode(resolved)] or None
 
 
 # What a view of a gated track leaves out of its record for a viewer who may not play it.
@@ -91,7 +91,7 @@ def track(
     return TrackView(
         uri=row.uri,
         cid=row.cid,
-        author=actor(row.did, row.handle, row.avatar),
+        author=actor(row.did, row.handle, row.avatar, row.display_name),
         title=row.title,
         artist=row.artist,
         album=row.album,
@@ -141,6 +141,7 @@ def profile(found: NamedActorRow, counts: ProfileRow) -> ProfileView:
     return ProfileView(
         did=found.did,
         handle=found.handle or INVALID_HANDLE,
+        display_name=counts.display_name,
         bio=counts.bio,
         avatar=counts.avatar,
         track_count=counts.track_count,
@@ -154,7 +155,7 @@ def list_view(row: ListRow, items: list[ListItemView] | None = None) -> ListView
     return ListView(
         uri=row.uri,
         cid=row.cid,
-        author=actor(row.did, row.handle, row.avatar),
+        author=actor(row.did, row.handle, row.avatar, row.display_name),
         name=row.name,
         list_type=row.list_type,
         item_count=row.item_count,
@@ -173,7 +174,7 @@ def list_items(subjects: Sequence[str], found: Mapping[str, TrackView]) -> list[
 def album(row: AlbumRow) -> AlbumView:
     return AlbumView(
         title=row.title,
-        author=actor(row.did, row.handle, row.avatar),
+        author=actor(row.did, row.handle, row.avatar, row.display_name),
         artist=row.artist,
         list_uri=row.list_uri,
         track_count=row.track_count,

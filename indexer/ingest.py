@@ -17,6 +17,7 @@ from indexer.jetstream.source import JetstreamSource, parse_endpoint
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from indexer.source_status import SourceStatusRecorder
+from indexer.sync.known import KnownActors
 from indexer.sync.marks import RepoMarker
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,16 @@ async def follow_firehose(
     found = await committed_cursors(conninfo, name)
     start = found[name][0] if name in found else None
     log.info("following firehose", extra={"url": url, "start_cursor": start, "verify": docs is not None})
+    # Bluesky profiles are ours only for the actors the index knows: the set keeps strangers' commits foreign.
+    known = KnownActors(conninfo)
+    await known.load()
+    log.info("known actors loaded", extra={"known": len(known)})
     marker = RepoMarker(conninfo)
     try:
         async with SourceStatusRecorder(conninfo) as recorder:
-            source = FirehoseSource(url, start_cursor=start, docs=docs, marker=marker, metrics=metrics, status=recorder)
+            source = FirehoseSource(
+                url, start_cursor=start, docs=docs, marker=marker, metrics=metrics, status=recorder, known=known
+            )
             recorder.track(source.connection_states.states)
             await writer.run(source.events())
     finally:

@@ -30,6 +30,7 @@ _HASHED: dict[str, str] = {
     "lists": "SELECT concat_ws('|', uri, cid, item_count) FROM lists",
     "list_items": "SELECT concat_ws('|', did, rkey, position, subject_uri, subject_cid) FROM list_items",
     "profiles": "SELECT concat_ws('|', did, cid) FROM profiles",
+    "bsky_profiles": "SELECT concat_ws('|', did, cid) FROM bsky_profiles",
     "plays": "SELECT concat_ws('|', uri, cid, coalesce(track_uri, '')) FROM plays",
     "actor_status": "SELECT concat_ws('|', uri, cid, coalesce(track_uri, '')) FROM actor_status",
 }

@@ -36,9 +36,11 @@ from indexer.source_status import SourceState
 
 REFERENCE = Path(os.environ.get("PLYR_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "shared" / "reference")
 V2_TYPE = "network.bsky.jetstream.subscribeEvents#"
-# What every connection asks for, one repeated parameter each: our namespace whole, and teal.fm's plays and statuses.
+# What every connection asks for, one repeated parameter each: our namespace whole, Bluesky's profiles, and
+# teal.fm's plays and statuses.
 WANTED_QUERY = [
     "fm.plyr.*",
+    "app.bsky.actor.profile",
     "fm.teal.actor.status",
     "fm.teal.alpha.actor.status",
     "fm.teal.alpha.feed.play",

@@ -152,9 +152,9 @@ def test_checked_actor_says_why() -> None:
     assert (missing.value.status, missing.value.message) == (404, "actor not found: Bob.Test")
     for status, error in (("takendown", "AccountTakedown"), ("deactivated", "AccountDeactivated")):
         with pytest.raises(XrpcError) as hidden:
-            rules.checked_actor(NamedActorRow(BOB, "bob.test", False, None, status), ref)
+            rules.checked_actor(NamedActorRow(BOB, "bob.test", False, None, None, status), ref)
         assert (hidden.value.status, hidden.value.error) == (400, error)
-    active = NamedActorRow(BOB, "bob.test", True, None, "active")
+    active = NamedActorRow(BOB, "bob.test", True, None, None, "active")
     assert rules.checked_actor(active, ref) is active
 
 

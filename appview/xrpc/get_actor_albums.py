@@ -60,7 +60,7 @@ albums AS (
 SELECT {hydrate.columns(AlbumRow)}
 FROM albums al
 LEFT JOIN actors a ON a.did = al.did
-LEFT JOIN profiles p ON p.did = al.did
+{hydrate.identity_joins("al.did")}
 WHERE true{{where}}
 ORDER BY al.last_at DESC, al.key DESC
 LIMIT %(limit)s

@@ -10,8 +10,9 @@ Their rank is their best match's, ranked as searchTracks ranks tracks: 0 exact, 
 One statement collects the candidates and ranks them: with pg_trgm from the trigram indexes on handles
 (migration 0011) and artist names (0002), without it by scanning; display names are read from the profiles'
 records (one per actor). Inactive actors are never found; a label that keeps an account out of listings
-keeps it out of the results (appview/rules.py), as in searchTracks. `displayName` in a result is the
-profile's, else the artist name on their newest track."""
+keeps it out of the results (appview/rules.py), as in searchTracks. `displayName` and `avatar` in a result are
+those of every actor view (appview/hydrate.py: the fm.plyr profile's, else the Bluesky profile's), the display
+name else the artist name on their newest track. A Bluesky display name is shown, never searched."""
 
 from __future__ import annotations
 
@@ -96,15 +97,15 @@ WITH m AS (
   JOIN actors a ON a.did = b.did
   WHERE a.active AND NOT a.taken_down
 )
-SELECT h.did, a.handle, p.avatar,
+SELECT h.did, a.handle, {hydrate.AVATAR} AS avatar,
   left(coalesce(
-    (SELECT {_DISPLAY_NAME} FROM events e WHERE e.id = p.event_id AND jsonb_typeof(e.record->'displayName') = 'string'),
+    {hydrate.DISPLAY_NAME},
     (SELECT t.artist FROM tracks t WHERE t.did = h.did AND t.author_active ORDER BY t.sort_at DESC, t.cid DESC LIMIT 1)
   ), {DISPLAY_NAME_CHARS}) AS display_name,
   h.rank, h.sort_at, h.cid AS sort_cid
 FROM hits h
 JOIN actors a ON a.did = h.did
-LEFT JOIN profiles p ON p.did = h.did
+{hydrate.identity_joins("h.did")}
 WHERE true{{after}}
 ORDER BY h.rank, h.sort_at DESC, h.cid DESC
 LIMIT %(limit)s

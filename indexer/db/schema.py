@@ -4,8 +4,9 @@ through psycopg directly (see indexer/fold/sql.py) because set-based batch state
 Three layers:
 - `events`: the append-only log, the source of truth. Never updated, never deleted from.
 - fold state (`records`, `actors`): per record key the winning event, per DID the latest handle and status.
-- projections (`tracks`, `track_features`, `likes`, `lists`, `list_items`, `comments`, `profiles`, `plays`,
-  `actor_status`): read models derived from the fold state only, so `rebuild` can drop and refold them.
+- projections (`tracks`, `track_features`, `likes`, `lists`, `list_items`, `comments`, `profiles`,
+  `bsky_profiles`, `plays`, `actor_status`): read models derived from the fold state only, so `rebuild` can drop
+  and refold them.
 """
 
 from __future__ import annotations
@@ -308,6 +309,22 @@ profiles = Table(
     _tstz("indexed_at", nullable=False),
 )
 
+# Actors' Bluesky identity (migration 0014): the display name and avatar blob of the `app.bsky.actor.profile`
+# of DIDs with records of our own namespace (indexer/fold/collections/bsky_profile.py says which enter the log).
+bsky_profiles = Table(
+    "bsky_profiles",
+    metadata,
+    Column("did", Text, primary_key=True),
+    Column("rkey", Text(collation=C), nullable=False),
+    Column("cid", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("author_active", Boolean, nullable=False, server_default=text("true")),
+    Column("display_name", Text),
+    Column("avatar_cid", Text),
+    Column("avatar_mime", Text),
+    _tstz("indexed_at", nullable=False),
+)
+
 # Albums and search beyond tracks (migration 0011; trigram indexes only where pg_trgm exists, not declared).
 Index(
     "tracks_did_album_idx",
@@ -360,7 +377,8 @@ actor_status = Table(
 )
 
 PROJECTIONS = (
-    "tracks", "track_features", "likes", "comments", "lists", "list_items", "profiles", "plays", "actor_status",
+    "tracks", "track_features", "likes", "comments", "lists", "list_items", "profiles", "bsky_profiles", "plays",
+    "actor_status",
 )  # fmt: skip
 FOLD_STATE = ("records", "actors", "takedowns")
 

@@ -40,6 +40,9 @@ from indexer.events import Event, Malformed, Operation, parse_time_us
 
 # (did, commit object) -> None if the signature is good, else a reason.
 CommitVerifier = Callable[[str, dict[str, Any]], str | None]
+# (repo DID or None, wanted collection) -> whether that op is ours in that repo (`KnownActors.keeps`). A commit
+# none of whose wanted ops is kept is foreign: nothing below the op filter runs for it.
+OpKeeper = Callable[[str | None, str], bool]
 
 # A rejected frame is kept (base64) for diagnosis only up to this size, so a flood of junk stays cheap.
 MAX_RAW_KEPT = 64 * 1024
@@ -61,6 +64,7 @@ def commit_items(
     source: str,
     want: Callable[[str], bool],
     verify: CommitVerifier | None,
+    keep: OpKeeper | None = None,
 ) -> list[Event | Malformed]:
     ops = body.get("ops")
     if type(ops) is not list:
@@ -74,6 +78,13 @@ def commit_items(
             wanted.append((op, path, collection, rkey))
     if not wanted:
         return []
+    if keep is not None:
+        repo = body.get("repo")
+        did = repo if type(repo) is str else None
+        # One kept op makes the whole commit ours, as the fold keeps a Bluesky profile that comes with its
+        # author's first record of our namespace.
+        if not any(keep(did, collection) for _, _, collection, _ in wanted):
+            return []
     return _wanted_items(body, data, wanted, source, verify)
 
 

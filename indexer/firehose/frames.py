@@ -14,7 +14,7 @@ import msgspec
 
 from indexer.atproto.syntax import is_did
 from indexer.events import Checkpoint, Event, Malformed, parse_time_us
-from indexer.firehose.commit import CommitVerifier, commit_items, malformed
+from indexer.firehose.commit import CommitVerifier, OpKeeper, commit_items, malformed
 from indexer.fold.collections import WANTED
 
 DEFAULT_MAX_FRAME_BYTES = 5 * 1024 * 1024
@@ -55,6 +55,7 @@ def decode_frame(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     verify: CommitVerifier | None = None,
     checkpoint: bool = False,
+    keep: OpKeeper | None = None,
 ) -> list[Decoded]:
     """Decode one relay frame. Never raises: anything unusable comes back as a Malformed.
 
@@ -63,7 +64,9 @@ def decode_frame(
     `verify.verify_commit_with_key`) and turns on the proof of each op against the signed MST; a non-None
     reason makes the frame Malformed("invalid_signature"). With `checkpoint`, a commit frame that yields
     nothing returns `[Checkpoint(cursor=seq)]` instead of `[]`, so a live consumer can move its cursor
-    through long runs of other collections' traffic."""
+    through long runs of other collections' traffic. `keep(did, collection)`, if given, narrows `want` per repo
+    (`indexer.sync.known.KnownActors.keeps`): a commit, or a `tooBig` commit, none of whose wanted ops is kept is
+    foreign like one without wanted ops."""
     try:
         if len(data) > max_frame_bytes:
             return [
@@ -93,9 +96,9 @@ def decode_frame(
         if t == "#commit" and op == 1 and type(op) is int:
             items: list[Decoded] = []
             if body.get("tooBig") is True:
-                items.extend(_too_big(body, source, want))
+                items.extend(_too_big(body, source, want, keep))
             else:
-                items.extend(commit_items(body, data, source=source, want=want, verify=verify))
+                items.extend(commit_items(body, data, source=source, want=want, verify=verify, keep=keep))
             if not items and checkpoint and type(seq := body.get("seq")) is int:
                 items.append(Checkpoint(source=source, cursor=seq))
             return items
@@ -155,14 +158,18 @@ def _error_frame(body: dict[str, Any], source: str) -> list[Decoded]:
     ]
 
 
-def _too_big(body: dict[str, Any], source: str, want: Callable[[str], bool]) -> list[Decoded]:
+def _too_big(body: dict[str, Any], source: str, want: Callable[[str], bool], keep: OpKeeper | None) -> list[Decoded]:
     ops = body.get("ops")
+    repo = body.get("repo")
     if type(ops) is list and ops:
         paths = [op.get("path") for op in ops if type(op) is dict]
-        if not any(type(p) is str and want(p.partition("/")[0]) for p in paths):
+        collections = [p.partition("/")[0] for p in paths if type(p) is str]
+        wanted = [c for c in collections if want(c)]
+        if not wanted:
+            return []
+        if keep is not None and not any(keep(repo if type(repo) is str else None, c) for c in wanted):
             return []
     seq = body.get("seq")
-    repo = body.get("repo")
     rev = body.get("rev")
     time = body.get("time")
     return [

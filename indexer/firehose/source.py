@@ -3,7 +3,13 @@ batch writer.
 
 - Cursor: the relay `seq`, one source per host (`firehose:<host>`); a reconnect resumes after the last seq
   yielded and drops re-delivered frames (`seq <= last`).
-- Signatures: with a `DidDocuments`, every commit that has ops we want (`WANTED`) is checked against its DID's
+- Ours: a commit with ops we want (`WANTED`), except one whose only wanted ops are of collections kept for known
+  actors only (`KNOWN_ONLY`: Bluesky's profile) from a DID the `KnownActors` set lacks: that one is foreign like
+  any other app's commit (a checkpoint, its rev noted for the chain below, nothing else). The set is loaded from
+  the database, reloaded every `refresh_seconds` and learns at once the DID of every op of our namespace this
+  source yields. Without a set (`known=None`) every wanted op is ours and the fold alone drops strangers'
+  profiles.
+- Signatures: with a `DidDocuments`, every commit that is ours is checked against its DID's
   `#atproto` key. The check itself is synchronous (inside `decode_frame`), so a frame whose key is not cached
   yet is decoded again once the DID document arrived; a signature that fails with a cached key is retried
   once with a freshly fetched document (the key may have been rotated). What still fails is a Malformed,
@@ -39,12 +45,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
 from indexer.atproto.repo.signatures import verify_commit_with_key
-from indexer.events import Checkpoint, Event, Item, Malformed
+from indexer.events import OWN_NAMESPACE, Checkpoint, Event, Item, Malformed
 from indexer.firehose.commit import malformed
 from indexer.firehose.frames import DEFAULT_MAX_FRAME_BYTES, Control, Decoded, decode_frame
 from indexer.fold.collections import WANTED
 from indexer.metrics import Metrics
 from indexer.source_status import ConnectionEnd, ConnectionStates, SourceState, StatusSink, describe_connect_error
+from indexer.sync.known import KnownActors
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +140,7 @@ class FirehoseSource:
         refresh_interval: float = 60.0,
         rev_cache_size: int = 1_000_000,
         status: StatusSink | None = None,
+        known: KnownActors | None = None,
     ) -> None:
         self.ws_url, self.host = parse_firehose_url(url)
         self.source = PREFIX + self.host
@@ -144,6 +152,7 @@ class FirehoseSource:
         self.marker = marker
         self.metrics = metrics
         self.want = want
+        self.known = known
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
@@ -280,12 +289,20 @@ class FirehoseSource:
         seq = peek.get("seq") if peek is not None else None
         if type(seq) is int and self.last_seq is not None and seq <= self.last_seq:
             return []  # re-delivered after a reconnect
+        if self.known is not None:
+            await self.known.refresh_if_due()
         decoded = await self._decode(data)
         out: list[Item] = []
         for item in decoded:
             if isinstance(item, Control):
                 out.extend(await self._control(item, data))
             else:
+                if (
+                    self.known is not None
+                    and isinstance(item, Event)
+                    and (item.collection or "").startswith(OWN_NAMESPACE)
+                ):
+                    self.known.learn(item.did)
                 out.append(item)
         if peek is not None and peek.get("$t") == "#commit" and any(isinstance(i, Event | Checkpoint) for i in out):
             await self._check_chain(peek)
@@ -304,6 +321,7 @@ class FirehoseSource:
             max_frame_bytes=self.max_frame_bytes,
             verify=self._hook,
             checkpoint=True,
+            keep=None if self.known is None else self.known.keeps,
         )
 
     async def _decode(self, data: bytes) -> list[Decoded]:

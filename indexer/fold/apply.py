@@ -6,6 +6,7 @@ Contract of `apply`:
   the cursors commit together or not at all, so a crash replays a batch and never skips one;
 - it holds the fold lock shared: a `rebuild` (exclusive) never interleaves with it;
 - only events new to the log are folded: a duplicate is stored once and folds to nothing;
+- Bluesky profiles of actors the index does not know never reach the log or the rejections (`Applied.dropped_*`);
 - it raises what Postgres raises; whether to retry, split the batch or give up is the caller's decision.
 
 The fold works through temp tables, private to the connection and created once per connection
@@ -28,6 +29,7 @@ import psycopg
 from indexer.audio import refs as audio_refs
 from indexer.db import locks
 from indexer.fold import sql
+from indexer.fold.collections import bsky_profile
 from indexer.fold.prepare import Prepared
 
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
@@ -63,6 +65,13 @@ class Applied:
     invalid_appended: int = 0
     # (did, rkey, sha256) of the tracks flagged: they point at audio uploaded here that is not stored.
     flagged: list[tuple[str, str, str]] = field(default_factory=list)
+    # Items left out before the log append because they are not ours to keep: Bluesky profiles of actors the
+    # index does not know (indexer/fold/collections/bsky_profile.py). `dropped_valid`: valid events among them;
+    # `dropped_events`: their log rows (`dropped_valid` of them valid); `dropped_rejections`: their rejections, by
+    # reason (refused records and malformed commits of that collection).
+    dropped_events: int = 0
+    dropped_valid: int = 0
+    dropped_rejections: Counter[str] = field(default_factory=Counter)
 
 
 async def apply(conn: Connection, p: Prepared) -> Applied:
@@ -71,6 +80,11 @@ async def apply(conn: Connection, p: Prepared) -> Applied:
         await cur.execute(locks.LOCK_FOLD_SHARED)
         if p.events:
             await copy_rows(cur, sql.COPY_EVENTS, p.events)
+            if p.bsky_profiles:
+                await cur.execute(bsky_profile.DROP_UNKNOWN_EVENTS)
+                dropped = await cur.fetchall()
+                applied.dropped_events = len(dropped)
+                applied.dropped_valid = sum(1 for (valid,) in dropped if valid)
             await cur.execute(sql.APPEND_EVENTS)
             if cur.rowcount:
                 await cur.execute("SELECT kind, count(*) FROM fold_batch GROUP BY kind")
@@ -85,7 +99,7 @@ async def apply(conn: Connection, p: Prepared) -> Applied:
             # proxy's) is checked when its firehose echo arrives here.
             if p.own_audio:
                 applied.flagged = await audio_refs.flag_missing(cur, p.own_audio)
-        await save_rejections_and_cursors(cur, p)
+        applied.dropped_rejections = await save_rejections_and_cursors(cur, p)
     return applied
 
 
@@ -96,10 +110,17 @@ async def copy_rows(cur: Cursor, statement: str, rows: Sequence[Sequence[object]
             await copy.write_row(row)
 
 
-async def save_rejections_and_cursors(cur: Cursor, p: Prepared) -> None:
-    """The batch's rejections (each stored once) and its sources' positions, last in the transaction."""
+async def save_rejections_and_cursors(cur: Cursor, p: Prepared) -> Counter[str]:
+    """The batch's rejections (each stored once) and its sources' positions, last in the transaction. Returns
+    the rejections left out, by reason (those of Bluesky profiles of unknown actors)."""
+    dropped: Counter[str] = Counter()
     if p.rejections:
         await copy_rows(cur, sql.COPY_REJECTIONS, p.rejections)
+        if p.bsky_profiles:
+            # `batch_in` still holds the batch's rows of our namespace: a DID known by them keeps its rejections.
+            await cur.execute(bsky_profile.DROP_UNKNOWN_REJECTIONS)
+            dropped = Counter(str(reason) for (reason,) in await cur.fetchall())
         await cur.execute(sql.INSERT_REJECTIONS)
     for source, (cursor, event_time) in p.cursors.items():
         await cur.execute(sql.SAVE_CURSOR, {"source": source, "cursor": cursor, "event_time": event_time})
+    return dropped

@@ -31,7 +31,7 @@ from indexer.atproto.lexicon import Validator
 from indexer.atproto.syntax import is_cid, is_did, is_handle, is_nsid, is_record_key, is_tid
 from indexer.audio import refs as audio_refs
 from indexer.events import Event, Item, Malformed, parse_datetime
-from indexer.fold.collections import BY_NSID, WANTED, track
+from indexer.fold.collections import BY_NSID, WANTED, bsky_profile, track
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,9 @@ class Prepared:
     # Rows of `events` that are also rejections: records their lexicon refuses, logged for their rev.
     invalid_events: int = 0
     checkpoints: int = 0
+    # Items (events or rejections) of Bluesky profiles: kept only for actors the index knows, which the fold
+    # decides (indexer/fold/collections/bsky_profile.py); batches without any skip that step.
+    bsky_profiles: int = 0
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -318,6 +321,8 @@ class Preparer:
             self._own_audio(items),
             invalid_events=invalid_events,
             checkpoints=checkpoints,
+            bsky_profiles=sum(1 for r in events if r[6] == bsky_profile.NSID)
+            + sum(1 for r in rejections if r[5] == bsky_profile.NSID),
         )
 
     def _own_audio(self, items: Sequence[Item]) -> list[audio_refs.OwnAudio]:

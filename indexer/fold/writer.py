@@ -68,7 +68,8 @@ class WriteStats:
     - `rejected`: items refused, each with a row in `rejections` (`by_reason` counts them by reason). A record
       its lexicon refuses is one of them, although it also enters the log for its rev; an item refused again on
       a later delivery is counted again but stored once;
-    - `ignored`: events that are not ours (a collection we do not want: `indexer.fold.collections.WANTED`);
+    - `ignored`: events that are not ours (a collection we do not want: `indexer.fold.collections.WANTED`, or a
+      Bluesky profile of an actor the index does not know: indexer/fold/collections/bsky_profile.py);
     - `checkpoints`: source positions with nothing to store.
     """
 
@@ -94,17 +95,19 @@ class WriteStats:
     @classmethod
     def of(cls, prepared: Prepared, applied: Applied) -> WriteStats:
         """The stats of one committed batch."""
-        valid = len(prepared.events) - prepared.invalid_events
+        # Bluesky profiles of actors the index does not know are left out by the fold: ignored, not ours.
+        dropped = applied.dropped_rejections.total()
+        valid = len(prepared.events) - prepared.invalid_events - applied.dropped_valid
         appended = applied.appended.total() - applied.invalid_appended
         return cls(
             batches=1,
             items=prepared.items,
             appended=appended,
             duplicates=valid - appended,
-            rejected=len(prepared.rejections),
-            ignored=prepared.ignored,
+            rejected=len(prepared.rejections) - dropped,
+            ignored=prepared.ignored + applied.dropped_valid + dropped,
             checkpoints=prepared.checkpoints,
-            by_reason=prepared.by_reason,
+            by_reason=prepared.by_reason - applied.dropped_rejections,
         )
 
 
@@ -353,8 +356,8 @@ def record_batch(metrics: Metrics, prepared: Prepared, applied: Applied, *, seco
     """Count a committed batch (`seconds`: from its first attempt to its commit) in `metrics`."""
     for kind, count in applied.appended.items():
         metrics.events_accepted.labels(kind).inc(count)
-    metrics.events_duplicate.inc(max(0, len(prepared.events) - applied.appended.total()))
-    for reason, count in prepared.by_reason.items():
+    metrics.events_duplicate.inc(max(0, len(prepared.events) - applied.dropped_events - applied.appended.total()))
+    for reason, count in (prepared.by_reason - applied.dropped_rejections).items():
         metrics.events_rejected.labels(reason).inc(count)
     metrics.batch_seconds.observe(seconds)
     metrics.batch_events.observe(prepared.items)

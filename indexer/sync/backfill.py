@@ -39,8 +39,8 @@ from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError, 
 from indexer.atproto.netguard import ForbiddenHost
 from indexer.atproto.repo.car import CarError, RepoCar, read_repo_car
 from indexer.atproto.repo.signatures import verify_commit_with_key
-from indexer.events import Event, Item, Malformed
-from indexer.fold.collections import NSIDS, WANTED
+from indexer.events import OWN_NAMESPACE, Event, Item, Malformed
+from indexer.fold.collections import DISCOVERY, WANTED
 from indexer.fold.writer import BatchWriter
 from indexer.sync import marks
 
@@ -132,7 +132,7 @@ async def _paged_dids(client: httpx.AsyncClient, url: str, params: dict[str, Any
 
 
 async def repos_by_collection(
-    client: httpx.AsyncClient, relay: str, collections: Sequence[str] = NSIDS
+    client: httpx.AsyncClient, relay: str, collections: Sequence[str] = DISCOVERY
 ) -> AsyncIterator[str]:
     """DIDs holding records of any of `collections`, per the relay's `listReposByCollection`."""
     seen: set[str] = set()
@@ -329,6 +329,10 @@ class Backfiller:
         identity = await self._identity(conn, did, doc)
         if identity is not None:
             items.append(identity)
+        # Records of our namespace first: a Bluesky profile (which sorts before them in the repo) enters the log
+        # only once its author is known (indexer/fold/collections/bsky_profile.py), and the items of a large
+        # repo span several batches.
+        items.sort(key=lambda it: not (isinstance(it, Event) and (it.collection or "").startswith(OWN_NAMESPACE)))
         async with self._write_lock:
             size = max(1, self._writer.batch_size)
             for start in range(0, len(items), size):

@@ -3,10 +3,14 @@
 For each repo we know, the PDS's latest commit (`getLatestCommit`) is compared with the newest rev we hold
 for it (the max folded rev of the collections we index, or the rev last fetched or confirmed). A repo whose PDS
 is ahead is not necessarily missing anything of ours, since commits of other collections advance its rev too, so
-its records of the collections we index (`NSIDS`) are listed (`listRecords`) and compared with ours, key and
-CID; only a repo that differs
+its records of the collections we reconcile (`RECONCILED`: those we index, but for Bluesky's profile) are listed
+(`listRecords`) and compared with ours, key and CID; only a repo that differs
 is marked "behind" and fetched whole (getRepo, signature checked) through the backfill path. One that
 matches is confirmed at that rev, so it is not listed again until it commits something new.
+
+Bluesky's profile is left out of the comparison: a known actor whose profile predates their first record of
+ours holds one the log never received, and every such repo would be fetched whole once for it. Profiles come
+from the live stream only (and from a repo fetched for another reason, or `plyr-appview backfill --did`).
 
 `run_forever` runs a pass every `interval` seconds inside `index` / `up`, after first fetching any repos the
 stream marked (rev gaps, #sync, OutdatedCursor): a dropped event is repaired within one interval.
@@ -24,7 +28,7 @@ import httpx
 import psycopg
 
 from indexer.atproto.identity.did_docs import DidDocuments, DidResolutionError
-from indexer.fold.collections import NSIDS
+from indexer.fold.collections import RECONCILED
 from indexer.sync import marks
 from indexer.sync.backfill import Backfiller, BackfillStats, RepoFailure, SyncMetrics, get_json, xrpc
 
@@ -111,7 +115,7 @@ class Reconciler:
         cur = await conn.execute(
             "SELECT r.collection, r.rkey, e.cid FROM records r JOIN events e ON e.id = r.event_id"
             " WHERE r.did = %s AND r.op <> 2 AND r.collection = ANY(%s)",
-            (did, list(NSIDS)),
+            (did, list(RECONCILED)),
         )
         mine = {(str(c), str(k)): (None if cid is None else str(cid)) for c, k, cid in await cur.fetchall()}
         if mine == theirs:
@@ -126,7 +130,7 @@ class Reconciler:
     async def _list_records(self, pds: str, did: str) -> dict[tuple[str, str], str | None]:
         out: dict[tuple[str, str], str | None] = {}
         url = xrpc(pds, "com.atproto.repo.listRecords")
-        for collection in NSIDS:
+        for collection in RECONCILED:
             cursor: str | None = None
             while True:
                 params: dict[str, Any] = {"repo": did, "collection": collection, "limit": 100}
