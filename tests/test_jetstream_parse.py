@@ -593,7 +593,9 @@ _BROKEN: list[tuple[bytes, bytes | None, str | None]] = [
     # Another collection's, truncated: even when its record mentions our namespace (a like of one of our tracks),
     # and even when cut inside its collection, once that can no longer be ours.
     (v1(commit=_LIKE_OF_OUR_TRACK), b"fm.plyr.track/", None),
-    (v1(commit=commit(collection="app.bsky.feed.post")), b'"app.bs', None),
+    (v1(commit=commit(collection="app.bsky.feed.post")), b'"app.bsky.f', None),
+    # Cut where it could still be a collection we want (app.bsky.actor.profile): ours to reject.
+    (v1(commit=commit(collection="app.bsky.feed.post")), b'"app.bs', "invalid_json"),
     # Cut before it names its collection: whose it was cannot be told, so it is ours to reject.
     (v1(commit=commit(collection="app.bsky.feed.post")), b'"operation', "invalid_json"),
     # Another collection's, whole but broken.

@@ -118,7 +118,8 @@ TEAL_COLLECTIONS = [
 
 
 def test_collections_are_the_record_lexicons(validator: Validator) -> None:
-    assert validator.collections == frozenset(COLLECTIONS + TEAL_COLLECTIONS)
+    # Bluesky profiles are validated too: the display name and avatar of actors the index knows.
+    assert validator.collections == frozenset([*COLLECTIONS, *TEAL_COLLECTIONS, "app.bsky.actor.profile"])
 
 
 def test_default_directory_is_the_checkout_copy() -> None:

@@ -333,6 +333,7 @@ async def test_jetstream_asks_for_and_keeps_plays_and_statuses_only() -> None:
     assert [(e.collection, e.rkey) for e in got] == [(e.collection, e.rkey) for e in kept]
     assert server.requests[0]["wantedCollections"] == [
         "fm.plyr.*",
+        "app.bsky.actor.profile",
         "fm.teal.actor.status",
         "fm.teal.alpha.actor.status",
         "fm.teal.alpha.feed.play",

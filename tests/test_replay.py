@@ -231,7 +231,7 @@ def _mixed_capture() -> tuple[list[bytes], dict[str, object]]:
         _line(foreign, 9),  # another app's
         _cut(_line(foreign, 10), b"fm.plyr.track/"),  # another app's, truncated where it mentions our namespace
         msgspec.json.encode(foreign_bad),  # another app's, broken
-        _cut(_line(foreign, 11), b'"collection":"app.bs'),  # another app's, cut inside its collection
+        _cut(_line(foreign, 11), b'"collection":"app.bsky.f'),  # another app's, cut inside its collection
     ]
     expected = {
         "items": 16,

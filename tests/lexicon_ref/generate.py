@@ -283,7 +283,9 @@ class Generator:
                 ("unknown-empty-type", {"$type": ""}, "type-non-empty"),
             ]
         elif kind == "blob":
-            good = {"$type": "blob", "ref": {"$link": RAW_CID}, "mimeType": "audio/mpeg", "size": 1000}
+            # A type the field accepts (audio for tracks, images for a Bluesky avatar), so only the mutation differs.
+            mime = d.get("accept", ["*/*"])[0].replace("*/*", "audio/mpeg").replace("/*", "/mpeg")
+            good = {"$type": "blob", "ref": {"$link": RAW_CID}, "mimeType": mime, "size": 1000}
             max_size = d.get("maxSize", 10**9)
             out += [
                 ("blob-extra-key", {**good, "extra": 1}, None),
@@ -303,13 +305,13 @@ class Generator:
                 ("blob-size-max", {**good, "size": max_size}, None),
                 ("blob-size-max+1", {**good, "size": max_size + 1}, "blob-max-size" if "maxSize" in d else None),
                 ("blob-mime-empty", {**good, "mimeType": ""}, "blob-mime-non-empty"),
-                ("blob-mime-params", {**good, "mimeType": "audio/mpeg; codecs=mp3"}, None),
+                ("blob-mime-params", {**good, "mimeType": f"{mime}; codecs=x"}, None),
                 ("blob-mime-other", {**good, "mimeType": "video/mp4"}, "blob-accept" if "accept" in d else None),
                 ("blob-type-other", {**good, "$type": "blobby"}, None),
-                ("legacy", {"cid": RAW_CID, "mimeType": "audio/mpeg"}, None),
-                ("legacy-bad-cid", {"cid": UNDECODABLE_CID, "mimeType": "audio/mpeg"}, None),
-                ("legacy-cidv0", {"cid": CIDV0, "mimeType": "audio/mpeg"}, "link-cidv1-base32"),
-                ("legacy-extra-key", {"cid": RAW_CID, "mimeType": "audio/mpeg", "size": 1}, None),
+                ("legacy", {"cid": RAW_CID, "mimeType": mime}, None),
+                ("legacy-bad-cid", {"cid": UNDECODABLE_CID, "mimeType": mime}, None),
+                ("legacy-cidv0", {"cid": CIDV0, "mimeType": mime}, "link-cidv1-base32"),
+                ("legacy-extra-key", {"cid": RAW_CID, "mimeType": mime, "size": 1}, None),
                 ("legacy-no-mime", {"cid": RAW_CID}, None),
             ]
         return out
@@ -343,6 +345,9 @@ class Generator:
                     for path, schema, owner in list(self.nodes(main["record"], nsid, record, ()))[1:]
                     for mutation in self.mutations(schema, owner, _get(record, path))
                 ]
+                if not choices:  # a record whose fields are all optional and all left out this time
+                    yield Case(nsid, rkey, record, "", None)
+                    continue
                 path, (name, new, rule) = r.choice(choices)
                 yield Case(nsid, rkey, _set(record, path, new), f"{'.'.join(map(str, path))}:{name}", rule)
 
