@@ -114,24 +114,15 @@ def self_labels(labels: str | None, *, did: str, uri: str, cid: str, cts: str) -
     return [LabelView(src=did, uri=uri, cid=cid, val=v, cts=cts) for v in vals]
 
 
-def attach(views: Iterable[TrackView], applied: Mapping[str, Sequence[LabelView]]) -> None:
-    """Adds the labelers' labels to track views (after their self-labels) and account labels to their
-    authors."""
+def attach(views: Iterable[TrackView | ListView | CommentView], applied: Mapping[str, Sequence[LabelView]]) -> None:
+    """Adds the labelers' labels to track, list or comment views (after a track's self-labels) and account
+    labels to their authors."""
     for view in views:
         on_record = applied.get(view.uri, ())
         if on_record:
             view.labels = [*(view.labels or ()), *on_record]
         on_author = applied.get(view.author.did, ())
         if on_author:
-            view.author.labels = list(on_author)
-
-
-def attach_to(views: Iterable[ListView | CommentView], applied: Mapping[str, Sequence[LabelView]]) -> None:
-    """Adds the labelers' labels to list or comment views, and account labels to their authors."""
-    for view in views:
-        if on_record := applied.get(view.uri, ()):
-            view.labels = list(on_record)
-        if on_author := applied.get(view.author.did, ()):
             view.author.labels = list(on_author)
 
 

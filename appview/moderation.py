@@ -92,22 +92,19 @@ class SubjectStatusOutput(msgspec.Struct, frozen=True, omit_defaults=True):
 
 def subject_of(ref: SubjectRef) -> takedowns.Subject:
     """The takedown subject a lexicon subject names; InvalidRequest says what is wrong with it."""
+    if isinstance(ref, RepoBlobRef):
+        sha256 = takedowns.blob_sha256(ref.cid)
+        if sha256 is None:
+            raise XrpcError("InvalidRequest", f"{echo(ref.cid)} is not a CIDv1 with a sha-256 hash")
+        return takedowns.Subject.audio(sha256)
+    text, kind = (ref.did, "account") if isinstance(ref, RepoRef) else (ref.uri, "record")
     try:
-        if isinstance(ref, RepoRef):
-            subject = takedowns.parse_subject(ref.did)
-            if subject.kind == "account":
-                return subject
-        elif isinstance(ref, StrongRef):
-            subject = takedowns.parse_subject(ref.uri)
-            if subject.kind == "record":
-                return subject
-        elif (sha256 := takedowns.blob_sha256(ref.cid)) is not None:
-            return takedowns.Subject.audio(sha256)
-        else:
-            raise takedowns.SubjectError(f"{echo(ref.cid)} is not a CIDv1 with a sha-256 hash")
+        subject = takedowns.parse_subject(text)
     except takedowns.SubjectError as exc:
         raise XrpcError("InvalidRequest", str(exc)) from None
-    raise XrpcError("InvalidRequest", f"{echo(str(subject))} is not what {type(ref).__name__} names")
+    if subject.kind != kind:
+        raise XrpcError("InvalidRequest", f"{echo(text)} is not what {type(ref).__name__} names")
+    return subject
 
 
 async def status_of(pool: AsyncConnectionPool, ref: SubjectRef) -> SubjectStatusOutput:

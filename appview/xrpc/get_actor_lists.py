@@ -67,6 +67,6 @@ async def handler(
         rules.in_order((e.uri for e in entries), found), applied, labelers.redact, listed=True
     )
     lists = [presenters.list_view(row) for row in rows]
-    labels.attach_to(lists, applied)
+    labels.attach(lists, applied)
     body = ListsOutput(lists=lists, cursor=next_cursor(entries, limit))
     return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

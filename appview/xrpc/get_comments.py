@@ -54,10 +54,9 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    split_at_uri(uri, TRACK)
+    track_did, _ = split_at_uri(uri, TRACK)
     walk = skeleton(uri, unpack_int(cursor), limit)
     labelers = labels.of_request(request, ctx.settings.labelers)
-    track_did = uri.removeprefix("at://").split("/", 1)[0]
     async with ctx.pool.connection() as conn:
         if not await hydrate.track_shown(conn, uri):
             raise not_found("track", uri)
@@ -73,6 +72,6 @@ async def handler(
     shown = rules.with_active_authors((kept.get(e.uri) for e in entries), authors)
     last = entries[-1] if len(entries) == limit else None
     comments = [presenters.comment(row, author) for row, author in shown]
-    labels.attach_to(comments, applied)
+    labels.attach(comments, applied)
     body = CommentsOutput(comments=comments, cursor=pack_int(last.timestamp_ms, last.sort_cid) if last else None)
     return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

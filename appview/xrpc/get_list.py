@@ -47,7 +47,7 @@ async def handler(request: Request[Any, Any, Any], ctx: NamedDependency[AppConte
     track_views = presenters.tracks(items, ctx, viewer)
     labels.attach(track_views, applied)
     view = presenters.list_view(shown[0], presenters.list_items(subjects, {t.uri: t for t in track_views}))
-    labels.attach_to([view], applied)
+    labels.attach([view], applied)
     return labels.respond_labeled(
         request, ListOutput(list=view), viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers
     )

@@ -35,9 +35,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="with --list: also what was restored")
 
 
-def _subject(text: str, conn_handle_did: str | None) -> Subject:
-    if conn_handle_did is not None:
-        return Subject.account(conn_handle_did)
+def _parsed(text: str) -> Subject | None:
+    """The subject `text` names; None for a handle, which only the index can turn into a DID. A mistake is a
+    usage error, found before the database is started."""
+    if is_handle(text.strip()):
+        return None
     try:
         return takedowns.parse_subject(text)
     except SubjectError as exc:
@@ -62,10 +64,9 @@ async def _handle_did(conn: psycopg.AsyncConnection[Any], handle: str) -> str:
     return found[0]
 
 
-async def _change(url: str, text: str, *, applied: bool, reason: str | None) -> dict[str, Any]:
+async def _change(url: str, text: str, parsed: Subject | None, *, applied: bool, reason: str | None) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        did = await _handle_did(conn, text) if is_handle(text.strip()) and not text.startswith("at://") else None
-        subject = _subject(text, did)
+        subject = parsed or Subject.account(await _handle_did(conn, text))
         done = await takedowns.change(conn, subject, applied=applied, reason=reason, by=f"cli:{_user()}")
         found = await takedowns.get(conn, subject)
     out: dict[str, Any] = {
@@ -105,10 +106,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.undo and args.reason:
         raise CommandError("--reason goes with a takedown, not with --undo", status=EXIT_USAGE)
     text: str = args.subject
-    if not text.startswith("at://") and not is_handle(text.strip()):
-        _subject(text, None)  # a mistake in the subject is found before the database is started
+    parsed = _parsed(text)
     with database(settings) as url:
-        print_json(run(lambda: _change(url, text, applied=not args.undo, reason=args.reason)))
+        print_json(run(lambda: _change(url, text, parsed, applied=not args.undo, reason=args.reason)))
     return EXIT_OK
 
 
