@@ -3,6 +3,8 @@ it serves (XRPC methods under appview/xrpc/, other routes under appview/routes/,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +22,7 @@ from appview.audio.stored import open_stored_audio
 from appview.auth import ServiceAuth, SharedReplayCache
 from appview.context import AppContext
 from appview.http import xrpc_error_handler
+from appview.page_cache import REPLICA_PAGE_TTL, PageCache, PageCacheMiddleware, listen
 from appview.pages import handlers as page_handlers
 from appview.proxy import WriteProxy, open_write_proxy
 from appview.ratelimit import RATE_LIMIT_HEADERS, RateLimiter, RateLimitMiddleware, pruning
@@ -30,7 +33,7 @@ from appview.routes.head import answer_head
 from appview.routes.health import health, metrics_endpoint
 from appview.routes.oembed import oembed
 from appview.well_known import did_document
-from appview.xrpc import HANDLERS
+from appview.xrpc import CACHED_READS, HANDLERS
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.resolver import DidDocumentResolver, IdentityResolver
 from indexer.metrics import Metrics
@@ -69,6 +72,12 @@ async def _has_trigram(pool: AsyncConnectionPool) -> bool:
         return False
     log.warning("pg_trgm is not installed: search runs without fuzzy matches (the status page says so too)")
     return False
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(
@@ -112,6 +121,12 @@ def create_app(
                 await writes.open(wait=False)
                 stack.push_async_callback(writes.close)
             limits = RateLimiter(writes, settings, metrics, clock=clock)
+            # Changes are notified on the primary; a replica may lag behind them, so its answers are kept 1 s at most.
+            ttl = min(settings.cache_max_age, REPLICA_PAGE_TTL) if replica_url else settings.cache_max_age
+            pages = PageCache(CACHED_READS, settings.page_cache_bytes, ttl=ttl, metrics=metrics)
+            if pages.enabled:
+                listening = asyncio.create_task(listen(database_url, pages))
+                stack.push_async_callback(_cancel, listening)
             replays = SharedReplayCache(writes)
             await stack.enter_async_context(pruning([limits.prune, replays.prune]))
             locator = AudioLocator(
@@ -125,7 +140,9 @@ def create_app(
             gate = SupporterCheck(settings.supporter_check_url, metrics=metrics, signer=settings.supporter_signer)
             stack.push_async_callback(gate.close)
             stored = await stack.enter_async_context(open_stored_audio(database_url, settings.storage, pool))
-            proxy = open_write_proxy(database_url, settings, identities, metrics, read_pool=pool)
+            proxy = open_write_proxy(
+                database_url, settings, identities, metrics, read_pool=pool, on_folded=pages.changed
+            )
             stack.push_async_callback(proxy.aclose)
             app.state.ctx = AppContext(
                 settings=settings,
@@ -139,6 +156,7 @@ def create_app(
                 write_proxy=proxy,
                 trigram=await _has_trigram(pool),
                 limits=limits,
+                pages=pages,
             )
             yield
 
@@ -161,8 +179,9 @@ def create_app(
             "write_proxy": Provide(_provide_write_proxy),
         },
         exception_handlers={Exception: xrpc_error_handler},
-        # After routing, so a HEAD answered as a GET (answer_head) is charged once; appview/ratelimit.py.
-        middleware=[RateLimitMiddleware],
+        # After routing, so a HEAD answered as a GET (answer_head) is charged once; appview/ratelimit.py. The page
+        # cache inside it, so that a response sent from memory is charged like any other.
+        middleware=[RateLimitMiddleware, PageCacheMiddleware],
         # Logging belongs to the process (indexer.logs: JSON lines on stderr); litestar must not replace it.
         logging_config=None,
         # Reads are public data: any web origin may call them. Proxied writes carry the caller's own credentials

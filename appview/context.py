@@ -13,6 +13,7 @@ from appview.audio.locator import AudioLocator
 from appview.audio.stored import StoredAudio
 from appview.auth import ServiceAuth
 from appview.memo import Memo
+from appview.page_cache import PageCache
 from appview.proxy.service import WriteProxy
 from appview.ratelimit import RateLimiter
 from indexer.atproto.identity.resolver import IdentityResolver
@@ -39,6 +40,8 @@ class AppContext:
     trigram: bool
     # Per-client rate limits, counted in the primary (appview/ratelimit.py).
     limits: RateLimiter
+    # Anonymous read responses kept until the index changes (appview/page_cache.py).
+    pages: PageCache
     audio_base: str = field(init=False)
 
     def __post_init__(self) -> None:

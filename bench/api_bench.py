@@ -7,10 +7,14 @@ Data: tracks, their events (hydration joins the record), actors, profiles and li
 path is the fold), then `like_count` recounted. Methods: getLatestTracks (half first pages, half random deep
 cursors), getActorTracks (random artists), getTrack (random tracks), searchTracks (random title words).
 
-For each method, two runs of `--seconds` with `--connections` concurrent clients:
-- api: keep-alive HTTP/1.1 against uvicorn (`--workers` processes sharing one socket);
-- sql: the same skeleton + hydration statements sent straight to Postgres with psycopg (the ceiling: what the
-  API would reach with zero HTTP, routing and presentation cost).
+For each method, three runs of `--seconds` with `--connections` concurrent clients:
+- api: keep-alive HTTP/1.1 against uvicorn (`--workers` processes sharing one socket), default settings: the
+  page cache on (appview/page_cache.py). The data does not change during the run, so every repeated request is
+  answered from memory; the workload draws from about 2,000 keys per method (below), so after the warm-up this
+  measures the cache, not the queries;
+- api, no page cache (`PLYR_APPVIEW_PAGE_CACHE_MB=0`, the baseline): every request runs its queries;
+- sql: the same skeleton + hydration statements sent straight to Postgres with psycopg (the ceiling of the
+  uncached API: zero HTTP, routing and presentation cost).
 Uses an embedded Postgres unless PLYR_BENCH_DATABASE_URL is set (its database `plyr_bench` is recreated).
 Prints a Markdown table.
 """
@@ -317,25 +321,31 @@ def measure(
 # -- server -----------------------------------------------------------------------------------------------------
 
 
-def _serve(url: str, sock: socket.socket, pool_size: int) -> None:
+def _serve(url: str, sock: socket.socket, pool_size: int, page_cache_mb: int) -> None:
     import uvicorn
 
     from appview.app import create_app
     from indexer.settings import Settings
 
     # The load comes from one address: measured, not limited.
-    settings = Settings.from_env({**os.environ, "PLYR_APPVIEW_RATE_LIMIT_READS_PER_MINUTE": "0"})
+    settings = Settings.from_env(
+        {
+            **os.environ,
+            "PLYR_APPVIEW_RATE_LIMIT_READS_PER_MINUTE": "0",
+            "PLYR_APPVIEW_PAGE_CACHE_MB": str(page_cache_mb),
+        }
+    )
     app = create_app(url, pool_size=pool_size, settings=settings)
     config = uvicorn.Config(app, log_config=None, access_log=False, loop="uvloop", http="httptools")
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def start_servers(url: str, workers: int, pool_size: int) -> tuple[int, list[mp.Process]]:
+def start_servers(url: str, workers: int, pool_size: int, page_cache_mb: int) -> tuple[int, list[mp.Process]]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
-    procs = [mp.Process(target=_serve, args=(url, sock, pool_size), daemon=True) for _ in range(workers)]
+    procs = [mp.Process(target=_serve, args=(url, sock, pool_size, page_cache_mb), daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
     port = sock.getsockname()[1]
@@ -365,30 +375,39 @@ def run(admin_url: str, args: argparse.Namespace) -> None:
         trigram = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone() is not None
         version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     s = samples(url)
-    port, procs = start_servers(url, args.workers, args.pool_size)
+    methods = args.methods.split(",")
+    api: dict[tuple[str, bool], dict[str, float]] = {}
+    for cached in (True, False):
+        port, procs = start_servers(url, args.workers, args.pool_size, args.page_cache_mb if cached else 0)
+        try:
+            for method in methods:
+                api[method, cached] = measure("api", port, method, s, args.seconds, args.connections, trigram)
+                print(f"{method}: api {'cached' if cached else 'uncached'} {api[method, cached]}", file=sys.stderr)
+        finally:
+            for p in procs:
+                p.terminate()
+                p.join()
     rows = []
-    try:
-        for method in args.methods.split(","):
-            api = measure("api", port, method, s, args.seconds, args.connections, trigram)
-            sql = measure("sql", url, method, s, args.seconds, args.connections, trigram)
-            rows.append((method, api, sql))
-            print(f"{method}: api {api} sql {sql}", file=sys.stderr)
-    finally:
-        for p in procs:
-            p.terminate()
-            p.join()
+    for method in methods:
+        sql = measure("sql", url, method, s, args.seconds, args.connections, trigram)
+        rows.append((method, api[method, True], api[method, False], sql))
+        print(f"{method}: sql {sql}", file=sys.stderr)
     print(
         f"\n{args.tracks:,} tracks, {args.likes:,} likes (loaded in {load_s:.0f} s); Postgres {version}"
         f" ({'pg_trgm' if trigram else 'no pg_trgm'}); {os.cpu_count()} CPUs ({platform.machine()});"
         f" {args.workers} uvicorn worker(s), pool {args.pool_size} each; {args.connections} connections; "
         f"{args.seconds:.0f} s per run; page size 50\n"
     )
-    print("| method | API req/s | API p50 ms | API p99 ms | errors | SQL req/s | SQL p50 ms | SQL p99 ms | API/SQL |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for method, api, sql in rows:
+    print(
+        "| method | page cache req/s | p50 ms | p99 ms | no cache (baseline) req/s | p50 ms | p99 ms "
+        "| raw SQL req/s | p50 ms | p99 ms | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for method, hot, cold, sql in rows:
         print(
-            f"| {method} | {api['rps']:,.0f} | {api['p50']:.1f} | {api['p99']:.1f} | {api['errors']:.0f} "
-            f"| {sql['rps']:,.0f} | {sql['p50']:.1f} | {sql['p99']:.1f} | {api['rps'] / sql['rps']:.2f} |"
+            f"| {method} | {hot['rps']:,.0f} | {hot['p50']:.1f} | {hot['p99']:.1f} "
+            f"| {cold['rps']:,.0f} | {cold['p50']:.1f} | {cold['p99']:.1f} "
+            f"| {sql['rps']:,.0f} | {sql['p50']:.1f} | {sql['p99']:.1f} | {hot['errors'] + cold['errors']:.0f} |"
         )
 
 
@@ -400,6 +419,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pool-size", type=int, default=16)
+    p.add_argument("--page-cache-mb", type=int, default=64, help="the cached runs' PLYR_APPVIEW_PAGE_CACHE_MB")
     p.add_argument("--methods", default="getLatestTracks,getActorTracks,getTrack,searchTracks")
     args = p.parse_args()
     mp.set_start_method("fork")

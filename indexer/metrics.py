@@ -114,6 +114,17 @@ class Metrics:
             "Rate-limit counter statements that failed (the request was served unlimited)",
             registry=r,
         )
+        self.page_cache_requests = Counter(
+            "plyr_page_cache_requests",
+            "Anonymous reads the page cache could answer, by result (hit: sent from memory, miss: handler ran)",
+            ["result"],
+            registry=r,
+        )
+        self.page_cache_invalidations = Counter(
+            "plyr_page_cache_invalidations",
+            "Times the page cache was emptied: a change to the index was notified, or notifications stopped or resumed",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

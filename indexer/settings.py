@@ -33,6 +33,7 @@ DEFAULT_JETSTREAM_URLS = (
 )
 DEFAULT_DATA_DIR = Path(".plyr-appview")
 DEFAULT_AUDIO_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_PAGE_CACHE_MB = 64
 # Rate limits of a public service (appview/ratelimit.py): ten reads a second per client
 # is far beyond what a person browsing does; one write a second per account and per address; an album or two of
 # uploads an hour, and 1 GiB of new audio a day, per account.
@@ -123,6 +124,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audio_check_ttl: float = 300.0
     # Anonymous reads are identical for everyone, so shared caches may keep them briefly.
     cache_max_age: int = 10
+    # Memory each API process may give to anonymous read responses it sends again until the index changes
+    # (appview/page_cache.py), in bytes; 0 turns the page cache off.
+    page_cache_bytes: int = DEFAULT_PAGE_CACHE_MB * 2**20
     # Seconds a proxied write may take at the user's PDS before the client gets 504 UpstreamTimeout.
     proxy_timeout: float = 30.0
     # Largest audio file / blob accepted for upload (proxied uploadBlob included), in bytes.
@@ -202,6 +206,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             trusted_audio_origins=e.origins("PLYR_APPVIEW_TRUSTED_AUDIO_ORIGINS"),
             supporter_check_url=e.url("PLYR_APPVIEW_SUPPORTER_CHECK_URL", "", schemes=("https", "http")) or None,
             supporter_signer=e.did("PLYR_APPVIEW_SUPPORTER_SIGNER"),
+            page_cache_bytes=e.integer("PLYR_APPVIEW_PAGE_CACHE_MB", DEFAULT_PAGE_CACHE_MB, minimum=0) * 2**20,
             proxy_timeout=e.number("PLYR_APPVIEW_PROXY_TIMEOUT", 30.0, minimum=0.001),
             audio_max_bytes=e.integer("PLYR_APPVIEW_AUDIO_MAX_BYTES", DEFAULT_AUDIO_MAX_BYTES, minimum=1),
             rate_limit_reads_per_minute=e.integer(

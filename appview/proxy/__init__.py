@@ -3,6 +3,8 @@ PDS, and folded into the index at once (read-your-writes). See service.py for th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from psycopg_pool import AsyncConnectionPool
 
 from appview.proxy.fold import ProxyFold
@@ -23,9 +25,10 @@ def open_write_proxy(
     metrics: Metrics,
     *,
     read_pool: AsyncConnectionPool,
+    on_folded: Callable[[], None] = lambda: None,
 ) -> WriteProxy:
     """Writes are folded into the primary (`database_url`), never a replica; `read_pool` serves handle
-    lookups. The caller closes it (`aclose`)."""
+    lookups; `on_folded` is called after each write folded. The caller closes it (`aclose`)."""
     validator = Validator.load()
     return WriteProxy(
         resolver=resolver,
@@ -36,4 +39,5 @@ def open_write_proxy(
         guard=NetGuard(allow_private=settings.allow_private_hosts),
         timeout=settings.proxy_timeout,
         max_blob_bytes=settings.audio_max_bytes,
+        on_folded=on_folded,
     )

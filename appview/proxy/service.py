@@ -13,7 +13,7 @@ import base64
 import binascii
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -74,8 +74,11 @@ class WriteProxy:
         guard: NetGuard,
         timeout: float,
         max_blob_bytes: int,
+        on_folded: Callable[[], None] = lambda: None,
     ) -> None:
         self._resolver = resolver
+        # Told after each write folded here, so that this process's own reads show it at once (the page cache).
+        self._on_folded = on_folded
         self._pool = read_pool
         self._fold = fold
         self._validator = validator
@@ -308,6 +311,7 @@ class WriteProxy:
             return
         try:
             await self._fold.apply([event for event in events if event is not None])
+            self._on_folded()
         except Exception as exc:
             self._metrics.proxy_fold_failures.labels(method).inc()
             log.error(

@@ -72,3 +72,30 @@ HANDLERS: list[ControllerRouterHandler] = [
     admin_update_subject_status.handler,
     admin_get_subject_status.handler,
 ]
+
+# Every anonymous read whose answer is a function of the index and the request alone: the paths the page cache
+# may answer (appview/page_cache.py). Not here: the admin reads (authenticated), the writes and the upload.
+CACHED_READS = frozenset(
+    f"/xrpc/{m.NSID}"
+    for m in (
+        get_track,
+        get_tracks,
+        get_latest_tracks,
+        get_actor_tracks,
+        get_actor_profile,
+        get_actor_status,
+        get_likes,
+        get_actor_likes,
+        get_list,
+        get_actor_lists,
+        get_comments,
+        search_tracks,
+        search_actors,
+        search_lists,
+        get_actor_albums,
+        get_album,
+        get_top_tracks,
+        get_stats,
+        get_activity,
+    )
+)

@@ -34,6 +34,8 @@ async def handler(
         await takedowns.change(
             conn, subject, applied=data.takedown.applied, reason=data.takedown.ref, by=f"{NSID} from {_client(request)}"
         )
+    # This process's next reads must not show the subject, even before the change's notification arrives.
+    ctx.pages.changed()
     return Response(await status_of(ctx.pool, data.subject), headers={"Cache-Control": "no-store"})
 
 
