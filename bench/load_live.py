@@ -142,9 +142,7 @@ def _samples(db: str) -> dict[str, list[str]]:
     # What clients ask for is what the index shows: tracks of inactive accounts and inactive actors would be
     # answered by cheap 404/400s and flatter the latency figures.
     with psycopg.connect(db) as conn:
-        uris = [
-            r[0] for r in conn.execute("SELECT uri FROM tracks WHERE author_active ORDER BY random() LIMIT 500")
-        ]
+        uris = [r[0] for r in conn.execute("SELECT uri FROM tracks WHERE author_active ORDER BY random() LIMIT 500")]
         dids = [r[0] for r in conn.execute("SELECT did FROM actors WHERE active ORDER BY random() LIMIT 500")]
     return {"uris": uris, "dids": dids}
 
@@ -171,8 +169,9 @@ def _load_main(db: str, ports: list[int], rps: float, window: float, out: Any, s
         rng = random.Random(1)
         methods = [m for m, w in MIX for _ in range(w)]
         samples = _samples(db)
-        tickets: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        tickets: asyncio.Queue[tuple[float, str, bytes]] = asyncio.Queue()
         lat: list[float] = []
+        by_method: dict[str, list[float]] = {}
         errors: dict[str, int] = {}
         misses: dict[str, int] = {}
         examples: list[str] = []
@@ -180,7 +179,7 @@ def _load_main(db: str, ports: list[int], rps: float, window: float, out: Any, s
         async def client(port: int) -> None:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             while True:
-                scheduled, req = await tickets.get()
+                scheduled, method, req = await tickets.get()
                 try:
                     writer.write(req)
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -199,6 +198,7 @@ def _load_main(db: str, ports: list[int], rps: float, window: float, out: Any, s
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 lat.append(time.perf_counter() - scheduled)
+                by_method.setdefault(method, []).append(lat[-1])
 
         workers = [asyncio.create_task(client(ports[i % len(ports)])) for i in range(conns)]
         loop = asyncio.get_running_loop()
@@ -210,9 +210,10 @@ def _load_main(db: str, ports: list[int], rps: float, window: float, out: Any, s
             now = time.perf_counter()
             due = int((now - start) * rps) - issued
             for _ in range(due):
-                path = _path(rng.choice(methods), samples, rng)
+                method = rng.choice(methods)
+                path = _path(method, samples, rng)
                 scheduled = start + issued / rps
-                tickets.put_nowait((scheduled, f"GET {path} HTTP/1.1\r\nHost: load\r\n\r\n".encode()))
+                tickets.put_nowait((scheduled, method, f"GET {path} HTTP/1.1\r\nHost: load\r\n\r\n".encode()))
                 issued += 1
             if now >= next_report:
                 ordered = sorted(lat)
@@ -226,9 +227,13 @@ def _load_main(db: str, ports: list[int], rps: float, window: float, out: Any, s
                         "p50_ms": round(1000 * ordered[len(ordered) // 2], 1) if ordered else None,
                         "p99_ms": round(1000 * ordered[int(len(ordered) * 0.99)], 1) if ordered else None,
                         "max_ms": round(1000 * ordered[-1], 1) if ordered else None,
+                        "p99_ms_by_method": {
+                            m: round(1000 * sorted(v)[int(len(v) * 0.99)], 1) for m, v in sorted(by_method.items())
+                        },
                     }
                 )
                 lat.clear()
+                by_method.clear()
                 errors.clear()
                 misses.clear()
                 examples.clear()
@@ -389,6 +394,7 @@ def run(
                 "api_req_per_s": round(api.get("requests", 0) / window) if api else None,
                 "api_p50_ms": api.get("p50_ms"),
                 "api_p99_ms": api.get("p99_ms"),
+                "api_p99_ms_by_method": api.get("p99_ms_by_method"),
                 "api_errors": api.get("errors"),
                 "api_4xx": api.get("client_errors"),
                 "api_non_2xx_examples": api.get("examples"),
@@ -440,6 +446,10 @@ def summarize(
         return round(statistics.median(b) / statistics.median(a) - 1, 3)
 
     p99s = [s["api_p99_ms"] for s in steady if s["api_p99_ms"] is not None]
+    by_method: dict[str, list[float]] = {}
+    for s in steady:
+        for m, v in (s.get("api_p99_ms_by_method") or {}).items():
+            by_method.setdefault(m, []).append(v)
     p50s = [s["api_p50_ms"] for s in steady if s["api_p50_ms"] is not None]
     ingest = statistics.fmean(s["logged_per_s"] for s in steady)
     sent = statistics.fmean(s["sent_per_s"] for s in steady)
@@ -465,6 +475,7 @@ def summarize(
             "api_p50_ms_median": statistics.median(p50s) if p50s else None,
             "api_p99_ms_median": statistics.median(p99s) if p99s else None,
             "api_p99_ms_worst": max(p99s) if p99s else None,
+            "api_p99_ms_median_by_method": {m: statistics.median(v) for m, v in sorted(by_method.items())},
             "api_errors": errors,
             "api_4xx": client_errors,
             "lag_s_first": lags[0] if lags else None,

@@ -1,11 +1,17 @@
 """Replay throughput: the batch writer against a naive per-event-upsert consumer, same capture, same server.
 
     uv run python bench/replay_bench.py [--events 200000] [--baseline-events 20000]
+    uv run python bench/replay_bench.py --notifications 3
+
 
 Each contender runs in its own process on a fresh database (so peak RSS is its own) and is timed from the first
 event read to the last commit. The naive baseline is what a straightforward consumer does: one autocommitted
 upsert per event, guarded by rev, no batching. It runs on a prefix of the capture (it is slow), and its rate is
 reported per event like ours. Prints a Markdown table for docs/benchmarks.md.
+
+`--notifications N` measures what the change notifications cost the writer instead (the statement triggers of
+migration 0015, appview/page_cache.py): ours N times on a database with them and N times on one whose triggers
+were dropped, alternately.
 """
 
 from __future__ import annotations
@@ -143,6 +149,30 @@ def fresh_db(admin: str, name: str) -> str:
     return url
 
 
+def drop_notifications(url: str) -> str:
+    from indexer.db import notify
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in notify.TABLES:
+            conn.execute(f"DROP TRIGGER {table}_changed ON {table}")  # type: ignore[arg-type]
+    return url
+
+
+def compare_notifications(admin: str, capture: Path, events: int, rounds: int) -> None:
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for notified in (True, False):
+            db = fresh_db(admin, "bench_ours")
+            result = contend("ours", db if notified else drop_notifications(db), capture, events)
+            rates[notified].append(result["events"] / result["seconds"])
+            print(f"notifications {'on' if notified else 'off'}: {rates[notified][-1]:,.0f} events/s", file=sys.stderr)
+    print("| writer | events/s per run | mean |")
+    print("|---|---:|---:|")
+    for notified, label in ((False, "without change notifications (baseline)"), (True, "with them (default)")):
+        runs = " / ".join(f"{r:,.0f}" for r in rates[notified])
+        print(f"| {label} | {runs} | {sum(rates[notified]) / len(rates[notified]):,.0f} |")
+
+
 def contend(kind: str, db: str, capture: Path, limit: int, own_audio_host: str | None = None) -> dict[str, float]:
     extra = ["--own-audio-host", own_audio_host] if own_audio_host else []
     out = subprocess.run(
@@ -162,6 +192,7 @@ def main() -> None:
     ap.add_argument("--database-url", default=os.environ.get("PLYR_BENCH_DATABASE_URL"))
     ap.add_argument("--child", nargs=4, metavar=("KIND", "DB", "CAPTURE", "LIMIT"))
     ap.add_argument("--own-audio-host", help="run ours with the ingest check of uploaded audio on, for this host")
+    ap.add_argument("--notifications", type=int, metavar="N", help="compare the writer with and without them")
     args = ap.parse_args()
     if args.child:
         kind, db, capture, limit = args.child
@@ -169,6 +200,10 @@ def main() -> None:
         return
 
     capture = make_capture(args.events)
+    if args.notifications:
+        with admin_url(args.database_url) as admin:
+            compare_notifications(admin, capture, args.events, args.notifications)
+        return
     with admin_url(args.database_url) as admin:
         ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events, args.own_audio_host)
         naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)

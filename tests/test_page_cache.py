@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -14,7 +15,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from appview.page_cache import Entry, PageCache, PageCacheMiddleware
-from bench.synth import BASE_US, commit, identity, make_did, make_tid, track_record, uri
+from bench.synth import BASE_US, commit, identity, make_did, make_tid, track_record
 from indexer.atproto.lexicon import Validator
 from indexer.db import notify
 from indexer.metrics import Metrics
@@ -258,14 +259,9 @@ async def test_concurrent_misses_of_one_key_run_the_handler_once() -> None:
 
     pages = cache()
 
-    class App:
-        class state:  # noqa: N801
-            class ctx:  # noqa: N801
-                pass
-
-    App.state.ctx.pages = pages  # type: ignore[attr-defined]
+    app = SimpleNamespace(state=SimpleNamespace(ctx=SimpleNamespace(pages=pages)))
     middleware = PageCacheMiddleware(handler)
-    scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "headers": [], "litestar_app": App}
+    scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "headers": [], "litestar_app": app}
     bodies: list[list[bytes]] = [[] for _ in range(5)]
 
     def sender(i: int) -> Any:
