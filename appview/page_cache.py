@@ -183,17 +183,23 @@ async def listen(url: str, cache: PageCache, *, retry_seconds: float = 1.0) -> N
     """Empties `cache` at each change notified on the primary at `url`, for as long as it runs (a task of the
     app's lifespan). The cache is live only while the connection is up; after a loss it reconnects every
     `retry_seconds` and starts from empty, since changes made meanwhile were not heard."""
+    # Said once per outage, not once per attempt; and said again when it comes back.
+    quiet = False
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 cache.live = True
                 cache.changed()
+                if quiet:
+                    log.info("page cache on: hearing the index's changes again")
+                    quiet = False
                 async for _ in conn.notifies():
                     cache.changed()
         except (psycopg.Error, OSError) as e:
-            if cache.live:
-                log.warning("page cache off: lost the change notifications (%s); reconnecting", e)
+            if not quiet:
+                log.warning("page cache off: cannot hear the index's changes (%s); retrying", e)
+                quiet = True
         finally:
             if cache.live:
                 cache.live = False

@@ -133,7 +133,9 @@ async def test_accepted_labelers_are_part_of_the_key(db_url: str, validator: Val
         assert hits(application) == 1
 
 
-async def test_nothing_is_served_while_changes_cannot_be_heard(db_url: str, validator: Validator) -> None:
+async def test_nothing_is_served_while_changes_cannot_be_heard(
+    db_url: str, validator: Validator, caplog: pytest.LogCaptureFixture
+) -> None:
     await seeded(db_url, validator)
     application = app(db_url)
     async with AsyncTestClient(app=application) as client:
@@ -146,6 +148,7 @@ async def test_nothing_is_served_while_changes_cannot_be_heard(db_url: str, vali
         )
         await ingest(db_url, validator, [track(2)])
         assert await titles_until(client, ["Track 2", "Track 1"], seconds=0.5) == ["Track 2", "Track 1"]
+        assert any("page cache off: cannot hear the index's changes" in r.getMessage() for r in caplog.records)
         # It reconnects, and the cache works again from empty.
         await live(application)
         before = hits(application)
