@@ -242,13 +242,14 @@ def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: boo
             from appview.http import Position
 
             pos = None if rng.random() < 0.5 else Position(*rng.choice(s["positions"]))
-            clause, params = hydrate.keyset(pos)
-            sql = hydrate.page(get_latest_tracks.SKELETON.format(after=clause), viewer=False)
-            await (await conn.execute(sql, {**params, "limit": 50, "viewer": None})).fetchall()
+            walk = get_latest_tracks.skeleton(pos, 50)
+            sql = hydrate.page(walk.sql, viewer=False, whole_tracks=walk.whole_tracks)
+            await (await conn.execute(sql, {**walk.params, "viewer": None})).fetchall()
         elif method == "getActorTracks":
             did = rng.choice(s["dids"])
             lookup, lookup_params = hydrate.ACTOR_BY["did"], (did,)
-            sql = hydrate.page(get_actor_tracks.SKELETON.format(after=""), viewer=False)
+            walk = get_actor_tracks.skeleton(None, 50)
+            sql = hydrate.page(walk.sql, viewer=False, whole_tracks=walk.whole_tracks)
             async with conn.pipeline():
                 looked = await conn.execute(lookup, lookup_params)
                 cur = await conn.execute(sql, {"did": did, "limit": 50, "viewer": None})

@@ -24,14 +24,15 @@ from appview.http import (
     unpack,
     viewer_of,
 )
-from appview.hydrate import Skeleton
+from appview.hydrate import Skeleton, TrackRows
 from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.getActorTracks"
 
-# tracks_did_sort_idx, backwards.
+# tracks_did_sort_idx, backwards: whole rows when it is the page's only walk (hydrate.page), the skeleton's three
+# columns when it is merged with the featured walk.
 SKELETON = """
-SELECT uri, sort_at, cid FROM tracks
+SELECT {columns} FROM tracks
 WHERE did = %(did)s AND author_active{after}
 ORDER BY sort_at DESC, cid DESC
 LIMIT %(limit)s
@@ -61,9 +62,14 @@ def skeleton(position: Position | None, limit: int, which: Filter = "authored") 
     """The walk; the actor's DID (`%(did)s`) comes with the actor's lookup."""
     after, params = hydrate.keyset(position)
     featured_after, _ = hydrate.keyset(position, "f.sort_at", "f.cid")
-    authored, featured = SKELETON.format(after=after), FEATURED.format(after=featured_after)
-    sql = {"authored": authored, "featured": featured, "all": ALL.format(authored=authored, featured=featured)}[which]
-    return Skeleton(sql, {**params, "limit": limit})
+    params = {**params, "limit": limit}
+    if which == "authored":
+        return TrackRows(SKELETON.format(columns="*", after=after), params)
+    featured = FEATURED.format(after=featured_after)
+    if which == "featured":
+        return Skeleton(featured, params)
+    authored = SKELETON.format(columns="uri, sort_at, cid", after=after)
+    return Skeleton(ALL.format(authored=authored, featured=featured), params)
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)

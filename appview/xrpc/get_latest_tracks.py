@@ -10,14 +10,14 @@ from litestar.di import NamedDependency
 from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, next_cursor, ok, unpack, viewer_of
-from appview.hydrate import Skeleton
+from appview.hydrate import Skeleton, TrackRows
 from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.getLatestTracks"
 
-# Walks tracks_sort_idx backwards.
+# Walks tracks_sort_idx backwards, whole rows (hydrate.page).
 SKELETON = """
-SELECT uri, sort_at, cid FROM tracks
+SELECT * FROM tracks
 WHERE author_active{after}
 ORDER BY sort_at DESC, cid DESC
 LIMIT %(limit)s
@@ -26,7 +26,7 @@ LIMIT %(limit)s
 
 def skeleton(position: Position | None, limit: int) -> Skeleton:
     after, params = hydrate.keyset(position)
-    return Skeleton(SKELETON.format(after=after), {**params, "limit": limit})
+    return TrackRows(SKELETON.format(after=after), {**params, "limit": limit})
 
 
 @get(f"/xrpc/{NSID}", responses=ok(TrackPageOutput), operation_id=NSID)
