@@ -230,7 +230,7 @@ async def _sql_client(
 
 
 def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: bool) -> Callable[..., Any]:
-    from appview import hydrate
+    from appview import hydrate, search
     from appview.xrpc import get_actor_tracks, get_latest_tracks, search_tracks
 
     async def hydrate_tracks(conn: psycopg.AsyncConnection[Any], uris: list[str]) -> None:
@@ -259,7 +259,7 @@ def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: boo
             await hydrate_tracks(conn, [rng.choice(s["uris"])])
         else:
             q = rng.choice(WORDS)
-            params = {"q": q, "prefix": q + "%", "infix": f"%{q}%", "word": r"\m" + q, "viewer": None}
+            params = {**search.patterns(q), "viewer": None}
             found = 0
             for group in search_tracks.GROUPS:
                 if group.first == search_tracks.FUZZY_RANK and not trigram:

@@ -30,51 +30,18 @@ from appview.http import (
     Cursor,
     Limit,
     Position,
-    XrpcError,
     ok,
     pack_ranked,
     unpack_ranked,
     viewer_of,
 )
 from appview.hydrate import Row, Skeleton
-from appview.search import MAX_QUERY, like_escape, regex_escape
+from appview.search import MAX_QUERY, after_params, matches, patterns, query_text, rank_of
 from appview.views import ActorsOutput
 
 NSID = "fm.plyr.searchActors"
 # actorView.displayName's maxLength.
 DISPLAY_NAME_CHARS = 640
-
-
-def query_text(q: str) -> str:
-    """The search text as searchTracks reads it: lower-cased, whitespace collapsed."""
-    text = " ".join(q.lower().split())
-    if not text or "\x00" in text:
-        raise XrpcError("InvalidRequest", "q must contain some text")
-    return text
-
-
-def patterns(text: str) -> dict[str, str]:
-    return {
-        "q": text,
-        "prefix": like_escape(text) + "%",
-        "infix": "%" + like_escape(text) + "%",
-        "word": r"\m" + regex_escape(text),
-    }
-
-
-def matches(expr: str, trigram: bool) -> str:
-    """Whether `expr` (lower-cased text) matches at any rank: a substring (which every better rank is), or,
-    with pg_trgm, a similar word."""
-    fuzzy = f" OR {expr} %% %(q)s OR %(q)s <%% {expr}" if trigram else ""
-    return f"({expr} LIKE %(infix)s{fuzzy})"
-
-
-def rank_of(expr: str) -> str:
-    """The rank of a match of `expr`; only called on rows `matches` found."""
-    return (
-        f"CASE WHEN {expr} = %(q)s THEN 0 WHEN {expr} LIKE %(prefix)s THEN 1 WHEN {expr} ~ %(word)s THEN 2"
-        f" WHEN {expr} LIKE %(infix)s THEN 3 ELSE 4 END"
-    )
 
 
 _DISPLAY_NAME = "(e.record->>'displayName')"
@@ -126,10 +93,7 @@ class ActorHit(Row, frozen=True):
 
 
 def skeleton(text: str, position: tuple[int, Position] | None, limit: int, trigram: bool) -> Skeleton:
-    params: dict[str, Any] = {**patterns(text), "limit": limit}
-    if position is not None:
-        rank, at = position
-        params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
+    params: dict[str, Any] = {**patterns(text), **after_params(position), "limit": limit}
     parts = {"handle": "handle", "name": f"lower{_DISPLAY_NAME}", "artist": "lower(artist)"}
     sql = SKELETON.format(
         **{f"{k}_rank": rank_of(v) for k, v in parts.items()},

@@ -20,9 +20,8 @@ from appview import hydrate, labels, presenters, rules
 from appview.context import AppContext
 from appview.http import DEFAULT_LIMIT, Cursor, Limit, Position, ok, pack_ranked, unpack_ranked, viewer_of
 from appview.hydrate import Row, Skeleton
-from appview.search import MAX_QUERY
+from appview.search import MAX_QUERY, after_params, matches, patterns, query_text, rank_of
 from appview.views import ListsOutput
-from appview.xrpc import search_actors
 
 NSID = "fm.plyr.searchLists"
 
@@ -51,13 +50,10 @@ class ListHit(Row, frozen=True):
 def skeleton(
     text: str, list_type: str | None, position: tuple[int, Position] | None, limit: int, trigram: bool
 ) -> Skeleton:
-    params: dict[str, Any] = {**search_actors.patterns(text), "list_type": list_type, "limit": limit}
-    if position is not None:
-        rank, at = position
-        params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
+    params: dict[str, Any] = {**patterns(text), **after_params(position), "list_type": list_type, "limit": limit}
     sql = SKELETON.format(
-        rank=search_actors.rank_of("lower(name)"),
-        match=search_actors.matches("lower(name)", trigram),
+        rank=rank_of("lower(name)"),
+        match=matches("lower(name)", trigram),
         type=BY_TYPE if list_type else "",
         after=KEYSET if position else "",
     )
@@ -74,7 +70,7 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    text = search_actors.query_text(q)
+    text = query_text(q)
     walk = skeleton(text, list_type, unpack_ranked(cursor), limit, ctx.trigram)
     labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:

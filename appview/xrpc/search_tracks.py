@@ -22,14 +22,13 @@ from appview.http import (
     Cursor,
     Limit,
     Position,
-    XrpcError,
     ok,
     pack_ranked,
     unpack_ranked,
     viewer_of,
 )
 from appview.hydrate import RankedRow, Skeleton
-from appview.search import MAX_QUERY, like_escape, regex_escape
+from appview.search import MAX_QUERY, after_params, patterns, query_text
 from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.searchTracks"
@@ -132,15 +131,7 @@ GROUPS = (
 def skeleton(text: str, position: tuple[int, Position] | None, trigram: bool) -> list[Skeleton]:
     """One walk per rank group from the cursor's on, best first. Each walk's `%(limit)s` is the room left on
     the page when its turn comes (see `ranked_page`)."""
-    params: dict[str, Any] = {
-        "q": text,
-        "prefix": like_escape(text) + "%",
-        "infix": "%" + like_escape(text) + "%",
-        "word": r"\m" + regex_escape(text),
-    }
-    if position is not None:
-        rank, at = position
-        params.update(after_rank=rank, after=at.sort_at, after_cid=at.cid)
+    params: dict[str, Any] = {**patterns(text), **after_params(position)}
     start = 0 if position is None else position[0]
     return [
         Skeleton(group.statement(paged=position is not None and group.first <= start <= group.last), params)
@@ -169,10 +160,7 @@ async def handler(
     cursor: Cursor = None,
 ) -> Response[bytes]:
     viewer = await viewer_of(ctx, request, NSID)
-    text = " ".join(q.lower().split())
-    if not text or "\x00" in text:
-        raise XrpcError("InvalidRequest", "q must contain some text")
-    walks = skeleton(text, unpack_ranked(cursor), ctx.trigram)
+    walks = skeleton(query_text(q), unpack_ranked(cursor), ctx.trigram)
     labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
         rows = await ranked_page(conn, walks, limit, viewer)
