@@ -3,8 +3,6 @@ it serves (XRPC methods under appview/xrpc/, other routes under appview/routes/,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +20,7 @@ from appview.audio.stored import open_stored_audio
 from appview.auth import ServiceAuth, SharedReplayCache
 from appview.context import AppContext
 from appview.http import xrpc_error_handler
-from appview.page_cache import REPLICA_PAGE_TTL, PageCache, PageCacheMiddleware, listen
+from appview.page_cache import REPLICA_PAGE_TTL, PageCache, PageCacheMiddleware, listening
 from appview.pages import handlers as page_handlers
 from appview.proxy import WriteProxy, open_write_proxy
 from appview.ratelimit import RATE_LIMIT_HEADERS, RateLimiter, RateLimitMiddleware, pruning
@@ -74,12 +72,6 @@ async def _has_trigram(pool: AsyncConnectionPool) -> bool:
     return False
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def create_app(
     database_url: str,
     *,
@@ -124,9 +116,7 @@ def create_app(
             # Changes are notified on the primary; a replica may lag behind them, so its answers are kept 1 s at most.
             ttl = min(settings.cache_max_age, REPLICA_PAGE_TTL) if replica_url else settings.cache_max_age
             pages = PageCache(CACHED_READS, settings.page_cache_bytes, ttl=ttl, metrics=metrics)
-            if pages.enabled:
-                listening = asyncio.create_task(listen(database_url, pages))
-                stack.push_async_callback(_cancel, listening)
+            await stack.enter_async_context(listening(database_url, pages))
             replays = SharedReplayCache(writes)
             await stack.enter_async_context(pruning([limits.prune, replays.prune]))
             locator = AudioLocator(

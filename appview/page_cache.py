@@ -207,6 +207,21 @@ async def listen(url: str, cache: PageCache, *, retry_seconds: float = 1.0) -> N
         await asyncio.sleep(retry_seconds)
 
 
+@contextlib.asynccontextmanager
+async def listening(url: str, cache: PageCache) -> AsyncIterator[None]:
+    """`listen` while the context is open, if the cache is enabled (else the cache stays off: never live)."""
+    if not cache.enabled:
+        yield
+        return
+    listener = asyncio.create_task(listen(url, cache), name="page-cache-listener")
+    try:
+        yield
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
 class PageCacheMiddleware:
     """Serves kept responses, and keeps the storable ones the handlers send (the cache is the app context's:
     `ctx.pages`)."""
