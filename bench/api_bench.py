@@ -58,11 +58,15 @@ N_ACTORS_PER_TRACK = 20  # one artist per 20 tracks on average
 # -- data -----------------------------------------------------------------------------------------------------
 
 
-def _load_sql(tracks: int, likes: int) -> list[str]:
+def _load_sql(tracks: int, likes: int, numbered_every: int = 0) -> list[str]:
+    """The load's statements. With `numbered_every` k, every k-th track is titled `Track <n>` instead of three
+    words: titles that look alike, as bench/load_live.py's workload has them."""
     actors = max(10, tracks // N_ACTORS_PER_TRACK)
     words = "ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "]"
     nw = len(WORDS)
     did = "'did:plc:bench' || lpad(({a})::text, 16, '0')"
+    numbered = f"CASE WHEN g % {numbered_every} = 0 THEN 'Track ' || g ELSE " if numbered_every else ""
+    end = " END" if numbered_every else ""
     return [
         "SET synchronous_commit = off",
         f"""
@@ -81,9 +85,9 @@ def _load_sql(tracks: int, likes: int) -> list[str]:
                {did.format(a=f"(g % {actors}) + 1")} AS did,
                lpad(to_hex(g), 13, 'z') AS rkey,
                'bafyreibench' || lpad(g::text, 12, '0') AS cid,
-               initcap(({words})[1 + (hashint4(g) & 2147483647) % {nw}] || ' ' ||
+               {numbered}initcap(({words})[1 + (hashint4(g) & 2147483647) % {nw}] || ' ' ||
                        ({words})[1 + (hashint4(g + 1) & 2147483647) % {nw}] || ' ' ||
-                       ({words})[1 + (hashint4(g + 2) & 2147483647) % {nw}]) AS title,
+                       ({words})[1 + (hashint4(g + 2) & 2147483647) % {nw}]){end} AS title,
                'Artist ' || ((g % {actors}) + 1) AS artist,
                timestamptz '2024-01-01' + make_interval(secs => g * 30) AS at
         FROM generate_series(1, {tracks}) g
@@ -130,7 +134,7 @@ def _load_sql(tracks: int, likes: int) -> list[str]:
 _LIKE_INDEXES = ("likes_did_sort_idx", "likes_subject_sort_idx", "likes_did_subject_idx")
 
 
-def load(url: str, tracks: int, likes: int) -> float:
+def load(url: str, tracks: int, likes: int, numbered_every: int = 0) -> float:
     from indexer.db import migrate
 
     started = time.perf_counter()
@@ -144,7 +148,7 @@ def load(url: str, tracks: int, likes: int) -> float:
         for name in defs:
             conn.execute(f"DROP INDEX {name}")
         conn.execute("SET maintenance_work_mem = '512MB'")
-        for sql in _load_sql(tracks, likes):
+        for sql in _load_sql(tracks, likes, numbered_every):
             t0 = time.perf_counter()
             conn.execute(sql)
             print(
@@ -230,7 +234,7 @@ async def _sql_client(
 
 
 def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: bool) -> Callable[..., Any]:
-    from appview import hydrate, search
+    from appview import hydrate
     from appview.xrpc import get_actor_tracks, get_latest_tracks, search_tracks
 
     async def hydrate_tracks(conn: psycopg.AsyncConnection[Any], uris: list[str]) -> None:
@@ -259,15 +263,7 @@ def _sql_runner(method: str, s: dict[str, Any], rng: random.Random, trigram: boo
             await hydrate_tracks(conn, [rng.choice(s["uris"])])
         else:
             q = rng.choice(WORDS)
-            params = {**search.patterns(q), "viewer": None}
-            found = 0
-            for group in search_tracks.GROUPS:
-                if group.first == search_tracks.FUZZY_RANK and not trigram:
-                    continue
-                sql = hydrate.page(group.statement(False), viewer=False, ranked=True)
-                found += len(await (await conn.execute(sql, {**params, "limit": 50 - found})).fetchall())
-                if found >= 50:
-                    break
+            await search_tracks.ranked_page(conn, search_tracks.skeleton(q, None, trigram), 50, None)
 
     return run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from bench.synth import BASE_US, commit, make_did, make_tid, track_record, uri
@@ -163,3 +164,77 @@ async def test_cursor_names_its_rank_and_later_ranks_start_from_their_newest(db_
     assert "cursor" not in rest or rest["cursor"] is None
     assert titles(from_rank_2) == RANKED_ORDER[4:]
     assert titles(past_everything) == []
+
+
+def mixed_catalog() -> tuple[list[Any], list[str], list[str]]:
+    """150 tracks for "glow": word-prefix matches on every third (common: a probe of the newest tracks fills any
+    page), fuzzy-only ones on every fifth of the others (common too, with pg_trgm), and three substring, two
+    description and one prefix match, old (rare: their ranks are collected in full). Returns the commits, and the
+    expected order of the URIs without and with pg_trgm."""
+    commits: list[Any] = []
+    ranked: list[tuple[int, int, str]] = []
+    for n in range(1, 151):
+        extra: dict[str, Any] = {}
+        if n in (5, 17, 29):
+            title, rank = f"Afterglow {n}", 3
+        elif n in (8, 23):
+            title, rank, extra = f"Quiet {n}", 4, {"description": f"an afterglow of {n}"}
+        elif n == 11:
+            title, rank = f"Glowing {n}", 1
+        elif n % 3 == 0:
+            title, rank = f"Night Glow {n}", 2
+        elif n % 5 == 0:
+            title, rank = f"Glov {n}", 5
+        else:
+            title, rank = f"Unrelated {n}", -1
+        rec = track_record(title, artist="Someone", micros=BASE_US + n * 1000, **extra)
+        commits.append(commit(ALICE, TRACK, tid(n), tid(n), rec))
+        if rank >= 0:
+            ranked.append((rank, -n, uri(ALICE, TRACK, tid(n))))
+    literal = [u for rank, _, u in sorted(ranked) if rank < 5]
+    return commits, literal, [u for _, _, u in sorted(ranked)]
+
+
+async def test_probed_and_collected_ranks_page_alike(db_url: str, validator: Validator) -> None:
+    commits, literal, fuzzy = mixed_catalog()
+    await ingest(db_url, validator, commits)
+    expected = fuzzy if await has_trigram(db_url) else literal
+    walked: dict[int, list[str]] = {}
+    async with AsyncTestClient(app=app(db_url)) as client:
+        for limit in (1, 2, 7, 30, 100):
+            walked[limit], cursor = [], None
+            while True:
+                page = await search(client, "glow", limit=limit, **({"cursor": cursor} if cursor else {}))
+                walked[limit] += [t["uri"] for t in page["tracks"]]
+                cursor = page.get("cursor")
+                if not cursor:
+                    break
+    for limit, uris in walked.items():
+        assert uris == expected, limit
+
+
+async def test_the_collecting_branch_runs_only_when_the_probe_falls_short(db_url: str, validator: Validator) -> None:
+    import psycopg
+
+    from appview.hydrate import Skeleton
+    from appview.search import patterns
+    from appview.xrpc import search_tracks
+
+    commits, literal, _ = mixed_catalog()
+    await ingest(db_url, validator, commits)
+    # A collecting branch that fails if it is executed at all.
+    failing = "SELECT uri, 2 AS rank, sort_at, cid FROM tracks WHERE 1 / (length(uri) - length(uri)) = 1"
+    walk = Skeleton(search_tracks._probed(2, "", failing), patterns("glow"))
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        # Every third track is a word-prefix match: five of them are among the tracks the probe reads.
+        page = await search_tracks.ranked_page(conn, [walk], 5, None)
+        # There are fifty in all: a page of sixty needs the branch, and runs it.
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await search_tracks.ranked_page(conn, [walk], 60, None)
+        # The API's own walks, both ways.
+        walks = search_tracks.skeleton("glow", None, trigram=False)
+        probed = await search_tracks.ranked_page(conn, walks, 6, None)
+        collected = await search_tracks.ranked_page(conn, walks, 60, None)
+    assert [r.uri for r in page] == literal[1:6]  # literal[0] is the one prefix match
+    assert [r.uri for r in probed] == literal[:6]
+    assert [r.uri for r in collected] == literal[:60]

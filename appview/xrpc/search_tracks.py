@@ -5,7 +5,9 @@ it), 5 fuzzy (title or artist; only with pg_trgm); within a rank, newest first. 
 (rank, sortAt, cid), so paging is as stable as the feeds'. Exact and prefix matches come from the lower(title) /
 lower(artist) btrees of migration 0004; word-prefix, substring and fuzzy ones from the trigram indexes of
 migration 0002 where pg_trgm exists, description matches from migration 0011's. Without it search keeps the same
-ranks minus fuzzy, and finds word-prefix, substring and description matches by scanning."""
+ranks minus fuzzy, and finds word-prefix, substring and description matches by one scan. A rank whose matches
+are common enough to fill the page among the newest tracks is served by reading those alone (`_probe`), so the
+cost of a common query does not grow with the index."""
 
 from __future__ import annotations
 
@@ -32,8 +34,6 @@ from appview.search import MAX_QUERY, after_params, patterns, query_text
 from appview.views import TrackPageOutput
 
 NSID = "fm.plyr.searchTracks"
-DESCRIPTION_RANK = 4
-FUZZY_RANK = 5
 
 # Ranks are fetched one group at a time, best first, each by its own statement with the page's remaining
 # LIMIT, so a page is usually served by the first group and never sorts every match of a common word. A
@@ -47,28 +47,23 @@ _DESCRIPTION = "(lower(description) LIKE %(infix)s)"
 # Similarity to the whole title (typos: "midnite") or to its best-matching words (one word of a long title).
 _FUZZY = "(lower(title) %% %(q)s OR %(q)s <%% lower(title) OR lower(artist) %% %(q)s OR %(q)s <%% lower(artist))"
 _KEYSET = "(sort_at, cid) < (%(after)s, %(after_cid)s)"
+_RANKED_KEYSET = f"(rank > %(after_rank)s OR (rank = %(after_rank)s AND {_KEYSET}))"
 
+# Each rank's condition, and what excludes the better ranks from it. A word-prefix match is a substring match
+# too, so ranks 2-4 are the substring matches of the title, artist or description that are not prefix matches.
+WORD_RANK = 2
+DESCRIPTION_RANK = 4
+FUZZY_RANK = 5
+_MATCH = {WORD_RANK: _WORD, 3: _SUBSTRING, DESCRIPTION_RANK: _DESCRIPTION, FUZZY_RANK: _FUZZY}
+_NOT_BETTER = {
+    WORD_RANK: f"NOT {_PREFIX}",
+    3: f"NOT {_PREFIX} AND NOT {_WORD}",
+    DESCRIPTION_RANK: f"NOT {_SUBSTRING}",
+    FUZZY_RANK: f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})",
+}
 
-class Group:
-    """Ranks `first`..`last` and the statement that returns their matches, best first, after an optional
-    keyset position inside the group."""
-
-    def __init__(self, first: int, last: int, sql: str, ranked_keyset: bool = False) -> None:
-        self.first = first
-        self.last = last
-        self.sql = sql
-        self.ranked_keyset = ranked_keyset
-
-    def statement(self, paged: bool) -> str:
-        after = ""
-        if paged:
-            after = (
-                f" AND (rank > %(after_rank)s OR (rank = %(after_rank)s AND {_KEYSET}))"
-                if self.ranked_keyset
-                else f" AND {_KEYSET}"
-            )
-        return self.sql.format(after=after)
-
+# How many of the newest tracks a probe reads per row the page still needs (see `_probe`).
+PROBE_ROWS_PER_RESULT = 4
 
 # Index-only on tracks_title_lower_idx, then tracks_artist_lower_idx (the WHERE repeats their predicate). A
 # track whose title and artist both match is left to the title branch.
@@ -85,67 +80,97 @@ ORDER BY rank, sort_at DESC, cid DESC
 LIMIT %(limit)s
 """
 
-_WORD_PREFIX = f"""
-SELECT uri, 2 AS rank, sort_at, cid FROM tracks
-WHERE author_active AND {_WORD} AND NOT {_PREFIX}{{after}}
-ORDER BY sort_at DESC, cid DESC
-LIMIT %(limit)s
-"""
 
-
-def _materialized(rank: int, candidates: str, exclude: str) -> str:
-    """Candidates first (the trigram bitmap, or one sequential scan without pg_trgm), then the exclusions and
-    the order. Left to itself the planner walks tracks_sort_idx for these conditions, expecting an early
-    stop; when the rank is small or empty that walk visits the whole table in index order, many times
-    slower than collecting the candidates."""
+def _probed(rank: int, after: str, collect: str) -> str:
+    """A group of ranks from `rank` on: first the newest `%(probe)s` tracks (after the keyset `after`, if any),
+    walked down tracks_sort_idx, and those of them that match at `rank`; and only when those do not fill the
+    page, every match of the group (`collect`). A match that is common (a word that starts many titles; a query
+    most titles are similar to) is found among the newest few tracks, and a probe that fills the page is
+    exactly the page: every newer match of the rank was among the tracks it read. Reading a bounded number of
+    tracks costs a fraction of a millisecond whatever the size of the index; collecting every candidate of a
+    common match costs a pass over most of it. The condition on the probe's count is evaluated once, before
+    the collecting branch runs (a one-time filter), so that branch costs nothing when the probe fills the page."""
     return f"""
-WITH c AS MATERIALIZED (
-  SELECT uri, title, artist, description, sort_at, cid FROM tracks WHERE author_active AND {candidates}
+WITH newest AS (
+  SELECT uri, {rank} AS rank, sort_at, cid FROM (
+    SELECT uri, title, artist, description, sort_at, cid FROM tracks
+    WHERE author_active{after}
+    ORDER BY sort_at DESC, cid DESC
+    LIMIT %(probe)s
+  ) n
+  WHERE {_MATCH[rank]} AND {_NOT_BETTER[rank]}
+  ORDER BY sort_at DESC, cid DESC
+  LIMIT %(limit)s
 )
-SELECT uri, {rank} AS rank, sort_at, cid FROM c
-WHERE {exclude}{{after}}
-ORDER BY sort_at DESC, cid DESC
-LIMIT %(limit)s
+SELECT * FROM newest WHERE (SELECT count(*) FROM newest) = %(limit)s
+UNION ALL
+SELECT * FROM ({collect}) rest WHERE (SELECT count(*) FROM newest) < %(limit)s
 """
 
 
-GROUPS = (
-    # Exact and prefix matches share one range scan of the lower(title) / lower(artist) btrees (migration
-    # 0004): an exact match is the shortest prefix match.
-    Group(0, 1, _EXACT_AND_PREFIX, ranked_keyset=True),
-    # A word that starts many titles is dense in the newest tracks: walking tracks_sort_idx stops quickly.
-    # The planner picks the trigram index instead where the regex is rare.
-    Group(2, 2, _WORD_PREFIX),
-    Group(3, 3, _materialized(3, _SUBSTRING, f"NOT {_PREFIX} AND NOT {_WORD}")),
-    # Liner notes are long and say much: a description match ranks below any match of the title or artist.
-    Group(DESCRIPTION_RANK, DESCRIPTION_RANK, _materialized(DESCRIPTION_RANK, _DESCRIPTION, f"NOT {_SUBSTRING}")),
-    # Fuzzy matches cost a similarity computation per trigram candidate: looked for last, only with pg_trgm.
-    Group(
-        FUZZY_RANK,
-        FUZZY_RANK,
-        _materialized(FUZZY_RANK, _FUZZY, f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})"),
-    ),
+# Ranks 2-4 from one set of candidates: the substring matches of title, artist or description (their trigram
+# indexes, migrations 0002 and 0011, where pg_trgm exists; otherwise one sequential scan, not one per rank).
+# Materialized: left to itself the planner walks tracks_sort_idx for these conditions, expecting an early
+# stop; when the ranks are small or empty that walk visits the whole table in index order, many times slower
+# than collecting the candidates.
+_SUBSTRINGS = f"""
+WITH c AS MATERIALIZED (
+  SELECT uri, title, artist, description, sort_at, cid FROM tracks
+  WHERE author_active AND ({_SUBSTRING} OR {_DESCRIPTION})
 )
+SELECT * FROM (
+  SELECT uri, CASE WHEN {_WORD} THEN {WORD_RANK} WHEN {_SUBSTRING} THEN 3 ELSE {DESCRIPTION_RANK} END AS rank,
+    sort_at, cid
+  FROM c WHERE NOT {_PREFIX}
+) m
+WHERE rank >= %(from_rank)s{{after}}
+ORDER BY rank, sort_at DESC, cid DESC
+LIMIT %(limit)s
+"""
+
+# Fuzzy matches cost a similarity computation per trigram candidate: looked for last, only with pg_trgm.
+_FUZZY_ALL = f"""
+WITH c AS MATERIALIZED (
+  SELECT uri, title, artist, description, sort_at, cid FROM tracks WHERE author_active AND {_FUZZY}
+)
+SELECT uri, {FUZZY_RANK} AS rank, sort_at, cid FROM c
+WHERE {_NOT_BETTER[FUZZY_RANK]}{{after}}
+ORDER BY sort_at DESC, cid DESC
+LIMIT %(limit)s
+"""
 
 
 def skeleton(text: str, position: tuple[int, Position] | None, trigram: bool) -> list[Skeleton]:
-    """One walk per rank group from the cursor's on, best first. Each walk's `%(limit)s` is the room left on
-    the page when its turn comes (see `ranked_page`)."""
+    """The walks from the cursor's rank on, best first. Each statement's `%(limit)s` is the room left on the
+    page when its turn comes, and a probe's `%(probe)s` is proportional to it (see `ranked_page`)."""
     params: dict[str, Any] = {**patterns(text), **after_params(position)}
     start = 0 if position is None else position[0]
-    return [
-        Skeleton(group.statement(paged=position is not None and group.first <= start <= group.last), params)
-        for group in GROUPS
-        if group.last >= start and (trigram or group.first != FUZZY_RANK)
-    ]
+
+    def after(first: int, last: int, ranked: bool) -> str:
+        if position is None or not first <= start <= last:
+            return ""
+        return f" AND {_RANKED_KEYSET if ranked else _KEYSET}"
+
+    walks: list[Skeleton] = []
+    if start <= 1:
+        walks.append(Skeleton(_EXACT_AND_PREFIX.format(after=after(0, 1, True)), params))
+    if start <= DESCRIPTION_RANK:
+        first = max(start, WORD_RANK)
+        collect = _SUBSTRINGS.format(after=after(first, DESCRIPTION_RANK, True))
+        walks.append(Skeleton(_probed(first, after(first, first, False), collect), {**params, "from_rank": first}))
+    if trigram:
+        fuzzy = after(FUZZY_RANK, FUZZY_RANK, False)
+        walks.append(Skeleton(_probed(FUZZY_RANK, fuzzy, _FUZZY_ALL.format(after=fuzzy)), params))
+    return walks
 
 
 async def ranked_page(conn: hydrate.Conn, walks: list[Skeleton], limit: int, viewer: str | None) -> list[RankedRow]:
-    """The walks' matches, hydrated, until the page is full: a page is usually served by the first group."""
+    """The walks' matches, hydrated, until the page is full: a page is usually served by the first walk."""
     found: list[RankedRow] = []
     for walk in walks:
-        room = Skeleton(walk.sql, {**walk.params, "limit": limit - len(found)})
-        found += await hydrate.ranked_rows(conn, room, viewer)
+        room = limit - len(found)
+        params = {**walk.params, "limit": room, "probe": room * PROBE_ROWS_PER_RESULT}
+        found += await hydrate.ranked_rows(conn, Skeleton(walk.sql, params), viewer)
         if len(found) >= limit:
             break
     return found
