@@ -148,11 +148,8 @@ def avatar_sql(p: str = "p", bp: str = "bp") -> str:
 
 
 def display_name_sql(p: str = "p", bp: str = "bp") -> str:
-    """The display name, from the same two rows as `avatar_sql`."""
-    return f"""coalesce(
-  (SELECT left(pe.record->>'displayName', 640) FROM events pe
-   WHERE pe.id = {p}.event_id AND jsonb_typeof(pe.record->'displayName') = 'string'),
-  {bp}.display_name)"""
+    """The display name, from the same two rows as `avatar_sql` (both kept by the fold: migration 0016)."""
+    return f"coalesce({p}.display_name, {bp}.display_name)"
 
 
 AVATAR = avatar_sql()

@@ -37,3 +37,26 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     migrate.upgrade(db_url)
     assert migrate.current(db_url) == head
     assert _diff(db_url) == []
+
+
+async def test_profile_display_names_are_filled_from_the_log(db_url: str, validator: Any) -> None:
+    """Migration 0016 fills `profiles.display_name` from each profile's log event with what the fold writes: a
+    string's first 640 characters, NULL for anything else."""
+    from bench.synth import BASE_US, commit, make_did, profile_record
+    from tests.helpers import PROFILE, ingest, rows
+
+    names: list[Any] = ["Luna Moth", "x" * 700, 42, None]
+    dids = [make_did(900 + i) for i in range(len(names))]
+    records = []
+    for did, name in zip(dids, names, strict=True):
+        record = profile_record("bio", micros=BASE_US)
+        if name is not None:
+            record["displayName"] = name
+        records.append(commit(did, PROFILE, "self", "3kaaaaaaaaa22", record))
+    await ingest(db_url, validator, records)
+    query = "SELECT did, display_name FROM profiles ORDER BY did"
+    folded = await rows(db_url, query)
+    assert dict(folded) == dict(zip(dids, ["Luna Moth", "x" * 640, None, None], strict=True))
+    migrate.downgrade(db_url, "0015")
+    migrate.upgrade(db_url)
+    assert await rows(db_url, query) == folded

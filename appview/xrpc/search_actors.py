@@ -44,15 +44,13 @@ NSID = "fm.plyr.searchActors"
 DISPLAY_NAME_CHARS = 640
 
 
-_DISPLAY_NAME = "(e.record->>'displayName')"
-
 SKELETON = f"""
 WITH m AS (
   SELECT did, {{handle_rank}} AS rank FROM actors
   WHERE active AND NOT taken_down AND handle IS NOT NULL AND {{handle_match}}
   UNION ALL
-  SELECT p.did, {{name_rank}} FROM profiles p JOIN events e ON e.id = p.event_id
-  WHERE p.author_active AND jsonb_typeof(e.record->'displayName') = 'string' AND {{name_match}}
+  SELECT did, {{name_rank}} FROM profiles
+  WHERE author_active AND display_name IS NOT NULL AND {{name_match}}
   UNION ALL
   SELECT did, {{artist_rank}} FROM tracks WHERE author_active AND {{artist_match}}
 ), hits AS (
@@ -94,7 +92,7 @@ class ActorHit(Row, frozen=True):
 
 def skeleton(text: str, position: tuple[int, Position] | None, limit: int, trigram: bool) -> Skeleton:
     params: dict[str, Any] = {**patterns(text), **after_params(position), "limit": limit}
-    parts = {"handle": "handle", "name": f"lower{_DISPLAY_NAME}", "artist": "lower(artist)"}
+    parts = {"handle": "handle", "name": "lower(display_name)", "artist": "lower(artist)"}
     sql = SKELETON.format(
         **{f"{k}_rank": rank_of(v) for k, v in parts.items()},
         **{f"{k}_match": matches(v, trigram) for k, v in parts.items()},

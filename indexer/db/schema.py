@@ -307,6 +307,8 @@ profiles = Table(
     Column("avatar", Text),
     _tstz("created_at"),
     _tstz("indexed_at", nullable=False),
+    # The record's displayName as actor views show it (migration 0016: indexer/fold/collections/profile.py).
+    Column("display_name", Text),
 )
 
 # Actors' Bluesky identity (migration 0014): the display name and avatar blob of the `app.bsky.actor.profile`
