@@ -73,10 +73,20 @@ def _load_sql(tracks: int, likes: int, numbered_every: int = 0) -> list[str]:
         INSERT INTO actors (did, handle, status, active)
         SELECT {did.format(a="g")}, 'artist' || g || '.bench.test', 'active', true FROM generate_series(1, {actors}) g
         """,
+        # Profiles: their records in the log (ids after the tracks'), display names on the rows as the fold keeps them.
         f"""
-        INSERT INTO profiles (did, cid, event_id, author_active, bio, avatar, indexed_at)
-        SELECT {did.format(a="g")}, 'bafyprofile' || g, 0, true, 'bio ' || g, 'https://img.bench.test/' || g || '.png',
-               now() FROM generate_series(1, {actors}) g
+        INSERT INTO events (id, source, did, kind, operation, collection, rkey, rev, cid, record, created_at, dedup)
+        SELECT {tracks} + g, 'bench', {did.format(a="g")}, 'commit', 'create', 'fm.plyr.actor.profile', 'self',
+               'profile' || g, 'bafyprofile' || g,
+               jsonb_build_object('$type', 'fm.plyr.actor.profile', 'displayName', 'Artist ' || g, 'bio', 'bio ' || g,
+                                  'avatar', 'https://img.bench.test/' || g || '.png'),
+               now(), int8send({tracks} + g)
+        FROM generate_series(1, {actors}) g
+        """,
+        f"""
+        INSERT INTO profiles (did, cid, event_id, author_active, bio, avatar, display_name, indexed_at)
+        SELECT {did.format(a="g")}, 'bafyprofile' || g, {tracks} + g, true, 'bio ' || g,
+               'https://img.bench.test/' || g || '.png', 'Artist ' || g, now() FROM generate_series(1, {actors}) g
         """,
         # Track g: artist (g % actors) + 1, created g seconds after a base, three title words from a hash of g.
         f"""

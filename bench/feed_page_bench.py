@@ -5,10 +5,13 @@
 
 Runs on the database `bench/api_bench.py` leaves behind on an external server (1M tracks, 10M likes by default).
 For getLatestTracks (first pages and deep pages) and getActorTracks, each round times `--pages` executions of:
-- whole rows (the API): the skeleton selects whole `tracks` rows and the page is hydrated from them;
-- re-join (the baseline): the skeleton selects `uri, sort_at, cid` and the page looks each track up again by
-  URI, as every page did before.
-Both must return the same rows (checked). Statements are prepared (psycopg's `prepare_threshold=0`), so the
+- the API's statement: the skeleton selects whole `tracks` rows, the page is hydrated from them, and each actor's
+  display name is read from its `profiles` row (migration 0016);
+- names from the log (the baseline): the same, with each display name read from the profile's record in the
+  log, as before migration 0016;
+- re-join (earlier): the skeleton selects `uri, sort_at, cid`, the page looks each track up again by URI, and
+  names come from the log, as every page did before both changes.
+All must return the same rows (checked). Statements are prepared (psycopg's `prepare_threshold=0`), so the
 figures are executor time plus one loopback round trip, with no pool, HTTP or presentation.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import time
@@ -41,13 +45,27 @@ def cases(conn: psycopg.Connection[Any], rng: random.Random) -> dict[str, tuple[
     }
 
 
+def name_from_the_log(sql: str) -> str:
+    """`sql` with each display name read from the profile's record in the log, as before migration 0016."""
+    return re.sub(
+        r"coalesce\((\w+)\.display_name, (\w+)\.display_name\)",
+        lambda m: f"""coalesce(
+  (SELECT left(pe.record->>'displayName', 640) FROM events pe
+   WHERE pe.id = {m[1]}.event_id AND jsonb_typeof(pe.record->'displayName') = 'string'),
+  {m[2]}.display_name)""",
+        sql,
+    )
+
+
 def statements(walk: Any) -> dict[str, str]:
     from appview import hydrate
 
     narrow = walk.sql.replace("SELECT * FROM tracks", "SELECT uri, sort_at, cid FROM tracks")
+    api = hydrate.page(walk.sql, viewer=False, whole_tracks=True)
     return {
-        "whole rows (API)": hydrate.page(walk.sql, viewer=False, whole_tracks=True),
-        "re-join (baseline)": hydrate.page(narrow, viewer=False),
+        "whole rows, names on the profile rows (API)": api,
+        "whole rows, names from the log (baseline)": name_from_the_log(api),
+        "re-join, names from the log (earlier)": name_from_the_log(hydrate.page(narrow, viewer=False)),
     }
 
 
