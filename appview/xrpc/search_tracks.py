@@ -62,7 +62,9 @@ _NOT_BETTER = {
     FUZZY_RANK: f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})",
 }
 
-# How many of the newest tracks a probe reads per row the page still needs (see `_probe`).
+# How many of the newest tracks a probe reads per row the page still needs (see `_probed`): a rank whose matches
+# are at least a quarter of the newest tracks is served by the probe. Larger probes catch sparser matches but cost
+# more when they fall short (measured: bench/search_bench.py).
 PROBE_ROWS_PER_RESULT = 4
 
 # Index-only on tracks_title_lower_idx, then tracks_artist_lower_idx (the WHERE repeats their predicate). A
