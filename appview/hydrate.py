@@ -116,16 +116,6 @@ class Entry(Row, frozen=True):
     SQL: ClassVar[Mapping[str, str]] = {"sort_cid": "cid"}
 
 
-class TimedEntry(Row, frozen=True):
-    """One entry of a skeleton on a playback time (comments)."""
-
-    uri: str
-    timestamp_ms: int
-    sort_cid: str
-
-    SQL: ClassVar[Mapping[str, str]] = {"sort_cid": "cid"}
-
-
 def keyset(position: Position | None, sort: str = "sort_at", cid: str = "cid") -> tuple[str, dict[str, Any]]:
     """The keyset condition for a descending (sortAt, cid) walk, and its parameters. Two statement texts
     (first page, later pages) rather than one with `IS NULL OR`, so each keeps an index range scan."""
@@ -351,10 +341,15 @@ async def actor_page(
     return found, await fetch(conn, PageRow, sql, {**skeleton.params, "did": found.did, "viewer": viewer})
 
 
-async def track_shown(conn: Conn, uri: str) -> bool:
-    """Whether the track exists and its author is active: what lists of its likes and comments need."""
-    cur = await conn.execute("SELECT 1 FROM tracks WHERE uri = %s AND author_active", (uri,))
-    return await cur.fetchone() is not None
+async def track_page(conn: Conn, uri: str, row: type[R], skeleton: Skeleton) -> list[R] | None:
+    """The page of a track's likes or comments that `skeleton` finds, or None when the track is not shown (it
+    does not exist, or its author is not active). The check and the page go out in one round trip: the page does
+    not depend on the check's answer, only whether it is shown does."""
+    async with conn.pipeline():
+        shown = await conn.execute("SELECT 1 FROM tracks WHERE uri = %s AND author_active", (uri,))
+        rows = await send(conn, row, skeleton.sql, skeleton.params)
+        found, page = await shown.fetchone(), await rows.fetchall()
+    return page if found is not None else None
 
 
 async def tracks(conn: Conn, uris: Sequence[str], viewer: str | None) -> dict[str, TrackRow]:

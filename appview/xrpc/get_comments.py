@@ -21,21 +21,23 @@ from appview.http import (
     unpack_int,
     viewer_of,
 )
-from appview.hydrate import Skeleton, TimedEntry
+from appview.hydrate import CommentRow, Skeleton
 from appview.views import CommentsOutput
 from indexer.fold.collections.track import NSID as TRACK
 
 NSID = "fm.plyr.getComments"
 
 # comments_subject_idx (subject_uri, timestamp_ms). A timestampMs beyond bigint is stored as NULL; such a
-# comment has no place on the playback timeline and is not listed.
+# comment has no place on the playback timeline and is not listed. The comments table has all a comment view shows
+# but the record (the log event, by primary key) and the author, so the skeleton's rows are the comments
+# themselves.
 SKELETON = f"""
-SELECT {hydrate.columns(TimedEntry)} FROM comments
-WHERE subject_uri = %(uri)s AND author_active AND timestamp_ms IS NOT NULL{{after}}
-ORDER BY timestamp_ms, cid
+SELECT {hydrate.columns(CommentRow)} FROM comments c JOIN events e ON e.id = c.event_id
+WHERE c.subject_uri = %(uri)s AND c.author_active AND c.timestamp_ms IS NOT NULL{{after}}
+ORDER BY c.timestamp_ms, c.cid
 LIMIT %(limit)s
 """
-AFTER = " AND (timestamp_ms, cid) > (%(after)s, %(after_cid)s)"
+AFTER = " AND (c.timestamp_ms, c.cid) > (%(after)s, %(after_cid)s)"
 
 
 def skeleton(uri: str, position: tuple[int, str] | None, limit: int) -> Skeleton:
@@ -58,20 +60,19 @@ async def handler(
     walk = skeleton(uri, unpack_int(cursor), limit)
     labelers = labels.of_request(request, ctx.settings.labelers)
     async with ctx.pool.connection() as conn:
-        if not await hydrate.track_shown(conn, uri):
+        found = await hydrate.track_page(conn, uri, CommentRow, walk)
+        if found is None:
             raise not_found("track", uri)
-        entries = await hydrate.fetch(conn, TimedEntry, *walk)
-        found = await hydrate.comments(conn, [e.uri for e in entries])
-        authors = await hydrate.actors(conn, (c.did for c in found.values()))
-        applied = await labels.fetch(
-            conn, [uri, track_did, *(c.uri for c in found.values()), *(c.did for c in found.values())], labelers
-        )
+        authors = await hydrate.actors(conn, (c.did for c in found))
+        applied = await labels.fetch(conn, [uri, track_did, *(c.uri for c in found), *(c.did for c in found)], labelers)
     if rules.label_hidden(uri, track_did, applied, labelers.redact, listed=False):
         raise not_found("track", uri)
-    kept = {c.uri: c for c in rules.not_label_hidden(found.values(), applied, labelers.redact, listed=True)}
-    shown = rules.with_active_authors((kept.get(e.uri) for e in entries), authors)
-    last = entries[-1] if len(entries) == limit else None
+    kept = rules.not_label_hidden(found, applied, labelers.redact, listed=True)
+    shown = rules.with_active_authors(kept, authors)
+    last = found[-1] if len(found) == limit else None
     comments = [presenters.comment(row, author) for row, author in shown]
     labels.attach(comments, applied)
-    body = CommentsOutput(comments=comments, cursor=pack_int(last.timestamp_ms, last.sort_cid) if last else None)
+    # The skeleton lists timed comments only: a listed comment's timestamp is never None.
+    cursor = pack_int(last.timestamp_ms, last.cid) if last and last.timestamp_ms is not None else None
+    body = CommentsOutput(comments=comments, cursor=cursor)
     return labels.respond_labeled(request, body, viewer=viewer, max_age=ctx.settings.cache_max_age, labelers=labelers)

@@ -56,9 +56,9 @@ async def handler(
     split_at_uri(uri, TRACK)
     walk = skeleton(uri, unpack(cursor), limit)
     async with ctx.pool.connection() as conn:
-        if not await hydrate.track_shown(conn, uri):
+        rows = await hydrate.track_page(conn, uri, LikeRow, walk)
+        if rows is None:
             raise not_found("track", uri)
-        rows = await hydrate.fetch(conn, LikeRow, *walk)
         likers = await hydrate.actors(conn, (r.did for r in rows))
     likes = [presenters.like(row, liker) for row, liker in rules.with_active_authors(rows, likers)]
     body = LikesOutput(uri=uri, likes=likes, cursor=next_cursor(rows, limit))
