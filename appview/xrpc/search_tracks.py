@@ -6,7 +6,7 @@ it), 5 fuzzy (title or artist; only with pg_trgm); within a rank, newest first. 
 lower(artist) btrees of migration 0004; word-prefix, substring and fuzzy ones from the trigram indexes of
 migration 0002 where pg_trgm exists, description matches from migration 0011's. Without it search keeps the same
 ranks minus fuzzy, and finds word-prefix, substring and description matches by one scan. A rank whose matches
-are common enough to fill the page among the newest tracks is served by reading those alone (`_probe`), so the
+are common enough to fill the page among the newest tracks is served by reading those alone (`_probed`), so the
 cost of a common query does not grow with the index."""
 
 from __future__ import annotations
@@ -52,12 +52,13 @@ _RANKED_KEYSET = f"(rank > %(after_rank)s OR (rank = %(after_rank)s AND {_KEYSET
 # Each rank's condition, and what excludes the better ranks from it. A word-prefix match is a substring match
 # too, so ranks 2-4 are the substring matches of the title, artist or description that are not prefix matches.
 WORD_RANK = 2
+SUBSTRING_RANK = 3
 DESCRIPTION_RANK = 4
 FUZZY_RANK = 5
-_MATCH = {WORD_RANK: _WORD, 3: _SUBSTRING, DESCRIPTION_RANK: _DESCRIPTION, FUZZY_RANK: _FUZZY}
+_MATCH = {WORD_RANK: _WORD, SUBSTRING_RANK: _SUBSTRING, DESCRIPTION_RANK: _DESCRIPTION, FUZZY_RANK: _FUZZY}
 _NOT_BETTER = {
     WORD_RANK: f"NOT {_PREFIX}",
-    3: f"NOT {_PREFIX} AND NOT {_WORD}",
+    SUBSTRING_RANK: f"NOT {_PREFIX} AND NOT {_WORD}",
     DESCRIPTION_RANK: f"NOT {_SUBSTRING}",
     FUZZY_RANK: f"NOT {_SUBSTRING} AND (description IS NULL OR NOT {_DESCRIPTION})",
 }
@@ -121,8 +122,8 @@ WITH c AS MATERIALIZED (
   WHERE author_active AND ({_SUBSTRING} OR {_DESCRIPTION})
 )
 SELECT * FROM (
-  SELECT uri, CASE WHEN {_WORD} THEN {WORD_RANK} WHEN {_SUBSTRING} THEN 3 ELSE {DESCRIPTION_RANK} END AS rank,
-    sort_at, cid
+  SELECT uri, CASE WHEN {_MATCH[WORD_RANK]} THEN {WORD_RANK} WHEN {_MATCH[SUBSTRING_RANK]} THEN {SUBSTRING_RANK}
+    ELSE {DESCRIPTION_RANK} END AS rank, sort_at, cid
   FROM c WHERE NOT {_PREFIX}
 ) m
 WHERE rank >= %(from_rank)s{{after}}
