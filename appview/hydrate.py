@@ -511,7 +511,9 @@ class CommentRow(Row, frozen=True):
     }
 
 
-_COMMENTS = f"SELECT {columns(CommentRow)} FROM comments c JOIN events e ON e.id = c.event_id WHERE c.uri = ANY(%s)"
+# Comment rows: the aliases CommentRow's columns read (`c`, `e`); a statement adds its WHERE.
+COMMENT_ROWS = f"SELECT {columns(CommentRow)} FROM comments c JOIN events e ON e.id = c.event_id"
+_COMMENTS = f"{COMMENT_ROWS} WHERE c.uri = ANY(%s)"
 
 
 async def comments(conn: Conn, uris: Sequence[str]) -> dict[str, CommentRow]:

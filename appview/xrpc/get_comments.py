@@ -32,7 +32,7 @@ NSID = "fm.plyr.getComments"
 # but the record (the log event, by primary key) and the author, so the skeleton's rows are the comments
 # themselves.
 SKELETON = f"""
-SELECT {hydrate.columns(CommentRow)} FROM comments c JOIN events e ON e.id = c.event_id
+{hydrate.COMMENT_ROWS}
 WHERE c.subject_uri = %(uri)s AND c.author_active AND c.timestamp_ms IS NOT NULL{{after}}
 ORDER BY c.timestamp_ms, c.cid
 LIMIT %(limit)s
