@@ -3,31 +3,40 @@
 Contract:
 - The result is the index the live fold builds incrementally from the same log: same rows, same counts, same
   state hash (indexer/status.py), whatever the batches the live fold saw.
-- It runs in one transaction under the exclusive fold lock: live writers wait until it commits, and a rebuild
-  killed half-way leaves the old index untouched.
+- It holds the exclusive fold lock from start to end: live writers wait until it is done, and a rebuild killed
+  half-way leaves the old index untouched.
 - `rebuild` is set-based: one statement per fold-state table over the whole log (the live fold's rules,
   indexer/fold/sql.py `REBUILD_*`), then every record marked changed and each collection's own projection
-  statements run once, then the counts. Default (online): the tables are emptied by DELETE with their indexes
-  kept; the API keeps serving the old index until the rebuild commits. `online=False`: emptied by TRUNCATE and
-  their secondary indexes dropped and built again after the load, about 1.7 times as fast, but readers of the
-  index wait until it commits (docs/benchmarks.md): for a maintenance window.
+  statements run once, then the counts.
+- Default (online): the index is built in shadow tables (indexer/fold/shadow.py) by `workers` connections at
+  once, as tasks that each wait for what they read (the records, split in shares by DID, and the actors; then
+  one task per collection; the counts; each table's indexes once its last writer is done), and swapped in at the
+  end. The API serves the old index until the swap, which blocks readers only for itself. It needs the disk
+  space of a second copy of the index while it runs.
+- `online=False` (in place): one transaction on one connection empties the tables by TRUNCATE, drops their
+  secondary indexes and builds them again after the load: no second copy on disk, but readers of the index wait
+  until it commits (docs/benchmarks.md): for a maintenance window or a database short of space.
 - `rebuild_batched` is the live fold run over the log range by range, readers never blocked: the reference
   the set-based pass is compared with (tests, bench/rebuild_bench.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 
 from indexer.db import locks
 from indexer.db.schema import FOLD_STATE, PROJECTIONS
-from indexer.fold import sql
+from indexer.fold import shadow, sql
 from indexer.fold.apply import Connection, create_temp_tables
+from indexer.fold.collections import COLLECTIONS, track
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +99,17 @@ async def _count_events(conn: Connection) -> int:
     return int(str(row[0]))
 
 
-async def rebuild(conninfo: str, *, online: bool = True, progress: Progress | None = None) -> int:
+async def rebuild(conninfo: str, *, online: bool = True, workers: int = 2, progress: Progress | None = None) -> int:
     """Derive state and projections from the whole log in one set-based pass; returns the events in the log.
     `progress(step, done, total)` is called as each step starts (and with done == total at the end)."""
+    if online:
+        return await _rebuild_in_shadow(conninfo, workers, progress)
+    return await _rebuild_in_place(conninfo, progress)
+
+
+async def _rebuild_in_place(conninfo: str, progress: Progress | None) -> int:
     steps = _steps()
-    names = ["clear", *(s.name for s in steps), *(() if online else ("indexes",))]
+    names = ["clear", *(s.name for s in steps), "indexes"]
     timings: dict[str, float] = {}
 
     def begin(name: str) -> float:
@@ -112,34 +127,202 @@ async def rebuild(conninfo: str, *, online: bool = True, progress: Progress | No
                 await conn.execute(stmt)
             started = begin("clear")
             total = await _count_events(conn)
-            indexes: list[tuple[str, str]] = []
-            if online:
-                # DELETE, not TRUNCATE: readers keep the old rows until this commits.
-                for table in _TABLES:
-                    await conn.execute(f"DELETE FROM {table}")
-            else:
-                await conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
-                cur = await conn.execute(_SECONDARY_INDEXES, {"tables": list(_TABLES)})
-                indexes = [(str(name), str(ddl)) for name, ddl in await cur.fetchall()]
-                for name, _ in indexes:
-                    await conn.execute(f"DROP INDEX {name}")
+            await conn.execute(f"TRUNCATE {', '.join(_TABLES)}")
+            cur = await conn.execute(_SECONDARY_INDEXES, {"tables": list(_TABLES)})
+            indexes = [(str(name), str(ddl)) for name, ddl in await cur.fetchall()]
+            for name, _ in indexes:
+                await conn.execute(f"DROP INDEX {name}")
             timings["clear"] = time.perf_counter() - started
             for step in steps:
                 started = begin(step.name)
                 for stmt in step.statements:
                     await conn.execute(stmt)
                 timings[step.name] = time.perf_counter() - started
-            if not online:
-                started = begin("indexes")
-                for _, ddl in indexes:
-                    await conn.execute(ddl)
-                timings["indexes"] = time.perf_counter() - started
+            started = begin("indexes")
+            for _, ddl in indexes:
+                await conn.execute(ddl)
+            timings["indexes"] = time.perf_counter() - started
             await conn.execute(_CLEAR_BATCH)
         if progress is not None:
             progress("done", len(names), len(names))
     log.info(
         "rebuild complete",
-        extra={"events": total, "online": online, "seconds": {k: round(v, 3) for k, v in timings.items()}},
+        extra={"events": total, "online": False, "seconds": {k: round(v, 3) for k, v in timings.items()}},
+    )
+    return total
+
+
+# -- Online: shadow tables loaded by several connections ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of the online rebuild: its statements, run in one transaction on one connection once every task
+    it names in `after` has committed. `tables` are those it writes."""
+
+    name: str
+    after: tuple[str, ...]
+    statements: tuple[str, ...]
+    tables: tuple[str, ...]
+
+
+_WRITES = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", re.IGNORECASE)
+
+
+def _written(statements: Sequence[str]) -> tuple[str, ...]:
+    """The index tables `statements` write (the targets of their INSERT, UPDATE and DELETE)."""
+    return tuple(sorted({t for stmt in statements for t in _WRITES.findall(stmt) if t in _TABLES}))
+
+
+def _tasks(tables: Sequence[shadow.TableDef], shares: int) -> list[Task]:
+    """Every task of an online rebuild, the longest chains first (workers take the first task that is ready)."""
+    records = tuple(f"records {i + 1}/{shares}" for i in range(shares))
+    state = (*records, "actors")
+    tasks = [Task(name, (), (sql.rebuild_records_share(i, shares),), ("records",)) for i, name in enumerate(records)]
+    tasks.append(
+        Task(
+            "actors",
+            (),
+            (sql.REBUILD_TAKEDOWNS, "ANALYZE takedowns", sql.REBUILD_ACTORS, "ANALYZE actors"),
+            ("takedowns", "actors"),
+        )
+    )
+    # The projections' plans need the records' statistics (the table's own `analyze` comes after its indexes).
+    tasks.append(Task("analyze records first", records, ("ANALYZE records",), ()))
+    counted: list[str] = []
+    for collection in sorted(COLLECTIONS, key=lambda c: c.nsid != track.NSID):  # the tracks start the longest chain
+        name = f"project {collection.nsid}"
+        statements = (
+            "INSERT INTO fold_changed (did, collection, rkey)"
+            f" SELECT did, collection, rkey FROM records WHERE collection = '{collection.nsid}'",
+            "ANALYZE fold_changed",
+            *collection.project,
+        )
+        if collection.counted:
+            counted.append(name)
+            statements = (
+                *statements,
+                f"INSERT INTO {shadow.COUNT_DELTAS} SELECT uri, likes, comments, plays FROM fold_deltas",
+            )
+        tasks.append(Task(name, (*state, "analyze records first"), statements, _written(collection.project)))
+    counts = (
+        f"INSERT INTO fold_deltas (uri, likes, comments, plays)"
+        f" SELECT uri, likes, comments, plays FROM {shadow.COUNT_DELTAS}",
+        # No track is new to these counts (`fold_new_tracks` is empty): each takes the deltas every like, comment
+        # and play inserted, added to its 0, in one join.
+        *sql.APPLY_COUNTS,
+    )
+    tasks.append(Task("counts", (f"project {track.NSID}", *counted), counts, ("tracks",)))
+    # Each plain index once the last task that writes its table has committed (those of one table are built at
+    # once: CREATE INDEX only keeps writers out), the tracks' first, and then the table's statistics (which
+    # include its expression indexes').
+    for table in sorted(tables, key=lambda t: t.name != "tracks"):
+        writers = tuple(t.name for t in tasks if table.name in t.tables)
+        indexes = [Task(f"index {name}", writers, (ddl,), ()) for name, ddl in table.indexes]
+        tasks += indexes
+        tasks.append(
+            Task(f"analyze {table.name}", (*writers, *(i.name for i in indexes)), (f"ANALYZE {table.shadow}",), ())
+        )
+    return tasks
+
+
+async def _run_tasks(conninfo: str, tasks: list[Task], workers: int, report: Callable[[str], None]) -> dict[str, float]:
+    """Run `tasks` on `workers` connections, each task once its `after` are done; returns each task's seconds.
+    The first failure cancels the rest and is raised."""
+    pending = list(tasks)
+    done: set[str] = set()
+    timings: dict[str, float] = {}
+    changed = asyncio.Condition()
+
+    async def work() -> None:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await conn.execute(f"SET search_path = {shadow.SCHEMA}, " + await _search_path(conn))
+            for stmt in _SESSION:
+                await conn.execute(stmt)
+            await create_temp_tables(conn, "DELETE ROWS")
+            while True:
+                async with changed:
+                    while True:
+                        task = next((t for t in pending if all(a in done for a in t.after)), None)
+                        if task is not None or not pending:
+                            break
+                        await changed.wait()
+                    if task is None:
+                        return
+                    pending.remove(task)
+                report(task.name)
+                started = time.perf_counter()
+                async with conn.transaction():
+                    for stmt in _TRANSACTION:
+                        await conn.execute(stmt)
+                    for stmt in task.statements:
+                        await conn.execute(stmt)
+                timings[task.name] = time.perf_counter() - started
+                async with changed:
+                    done.add(task.name)
+                    changed.notify_all()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(work())
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return timings
+
+
+async def _search_path(conn: Connection) -> str:
+    row = await (await conn.execute("SELECT current_setting('search_path')")).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def _rebuild_in_shadow(conninfo: str, workers: int, progress: Progress | None) -> int:
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    timings: dict[str, float] = {}
+    names: list[str] = []
+    started: list[str] = []
+
+    def report(name: str) -> None:
+        started.append(name)
+        if progress is not None:
+            progress(name, len(started) - 1, len(names))
+
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with conn.transaction():
+                await conn.execute(locks.LOCK_FOLD_EXCLUSIVE)
+                total = await _count_events(conn)
+                tables = await shadow.describe(conn, _TABLES)
+                tasks = _tasks(tables, workers)
+                names += ["clear", *(t.name for t in tasks), "swap"]
+                report("clear")
+                clock = time.perf_counter()
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as setup:
+                    await shadow.create(setup, tables)
+                timings["clear"] = time.perf_counter() - clock
+                timings |= await _run_tasks(conninfo, tasks, workers, report)
+                report("swap")
+                clock = time.perf_counter()
+                await shadow.swap(conn, tables)
+                timings["swap"] = time.perf_counter() - clock
+    except BaseException:
+        # The rebuild's transaction has rolled back, the old index is untouched; what it built goes too.
+        with contextlib.suppress(Exception):
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as cleanup:
+                await shadow.drop(cleanup)
+        raise
+    if progress is not None:
+        progress("done", len(names), len(names))
+    log.info(
+        "rebuild complete",
+        extra={
+            "events": total,
+            "online": True,
+            "workers": workers,
+            "seconds": {k: round(v, 3) for k, v in timings.items()},
+        },
     )
     return total
 

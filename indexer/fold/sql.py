@@ -284,12 +284,22 @@ SET cursor = excluded.cursor, event_time = coalesce(excluded.event_time, cursors
 # events of one record never tie on (rev, op) (they would share a dedup key), so the id only breaks ties
 # between what the log cannot hold twice; ordering on it too makes each statement a function of the log.
 # (Sorted bytewise: cheaper than the database's collation, and equality, all DISTINCT ON needs, is the same.)
-REBUILD_RECORDS = f"""
+_REBUILD_RECORDS = f"""
 INSERT INTO records (did, collection, rkey, rev, op, event_id)
 SELECT DISTINCT ON (did COLLATE "C", collection COLLATE "C", rkey) did, collection, rkey, rev, {_OP_RANK}, id
-FROM events WHERE kind = 'commit'
+FROM events WHERE kind = 'commit'{{share}}
 ORDER BY did COLLATE "C", collection COLLATE "C", rkey, rev DESC, {_OP_RANK} DESC, id DESC
 """
+REBUILD_RECORDS = _REBUILD_RECORDS.format(share="")
+
+
+def rebuild_records_share(share: int, shares: int) -> str:
+    """REBUILD_RECORDS for the DIDs of one of `shares` disjoint shares (by a hash of the DID): a record's events
+    all share its DID, so the shares, run by as many connections at once, insert exactly REBUILD_RECORDS' rows."""
+    if not 0 <= share < shares:
+        raise ValueError(f"share {share} of {shares}")
+    return _REBUILD_RECORDS.format(share=f" AND (hashtext(did) & 2147483647) % {int(shares)} = {int(share)}")
+
 
 REBUILD_TAKEDOWNS = f"""
 INSERT INTO takedowns (did, collection, rkey, applied, reason, event_id, updated_at)

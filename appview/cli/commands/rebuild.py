@@ -1,10 +1,10 @@
-"""`plyr-appview rebuild`: derive the fold state and the projections again from the whole event log, in one
-transaction (indexer/fold/rebuild.py), and print the state hash before and after (equal unless the projections
-had drifted from the log).
+"""`plyr-appview rebuild`: derive the fold state and the projections again from the whole event log
+(indexer/fold/rebuild.py), and print the state hash before and after (equal unless the projections had drifted
+from the log).
 
-By default the API keeps serving the old index until the rebuild commits; `--offline` empties the tables by
-TRUNCATE and builds their indexes again after the load, about 1.7 times as fast, while readers of the index wait:
-for a maintenance window."""
+By default the new index is loaded into shadow tables by `--workers` connections at once while the API keeps
+serving the old one, and swapped in at the end; `--offline` rebuilds the tables in place in one transaction,
+with no second copy on disk, while readers of the index wait: for a maintenance window or a full disk."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import sys
 
 import psycopg
 
-from appview.cli.command import EXIT_OK, Command, positive_int
+from appview.cli.command import EXIT_OK, Command, CommandError, positive_int
 from appview.cli.runtime import database, print_json, progress_bar, run
 from indexer.fold.rebuild import rebuild
+from indexer.fold.shadow import SCHEMA, DependentObjects
 from indexer.settings import Settings
 from indexer.status import state_hash
 
@@ -24,7 +25,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="faster, but API reads wait until the rebuild commits; by default they keep seeing the old index",
+        help="rebuild in place, with no second copy of the index on disk; API reads wait until it commits",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=2,
+        help="connections loading the new index at once (default 2; about one per core of the Postgres server)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="ignored: the rebuild is one pass over the whole log"
@@ -35,6 +42,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 async def _hash(url: str) -> str:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await state_hash(conn)
+
+
+def _first_line(said: object) -> str:
+    text = str(said).strip()
+    return text.splitlines()[0] if text else type(said).__name__
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,7 +62,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     with database(settings) as url:
         before = run(lambda: _hash(url))
-        events = run(lambda: rebuild(url, online=not args.offline, progress=progress))
+        try:
+            events = run(lambda: rebuild(url, online=not args.offline, workers=args.workers, progress=progress))
+        except (DependentObjects, psycopg.errors.DependentObjectsStillExist) as exc:
+            detail = exc.diag.message_detail if isinstance(exc, psycopg.Error) else None
+            raise CommandError(
+                f"{_first_line(exc)}{f' ({_first_line(detail)})' if detail else ''}:"
+                " the rebuild swaps in new tables; drop what depends on them"
+                " or run `plyr-appview rebuild --offline`"
+            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CommandError(
+                f"{_first_line(exc)}: the rebuild builds the new index in schema {SCHEMA}, which needs CREATE on"
+                " the database and ownership of the index tables; grant them or run `plyr-appview rebuild --offline`"
+            ) from None
         bar.close()
         after = run(lambda: _hash(url))
     print_json({"events": events, "state_hash_before": before, "state_hash_after": after})
