@@ -163,8 +163,10 @@ _NO_VIEWER = "NULL::text"
 # each DID once, in record order, with what `actors` knows of it: the handle, avatar and display name (`AVATAR`,
 # `DISPLAY_NAME`) of an active account, nothing for a DID unknown here or not active. Resolved inside the track's
 # own statement, so every read that hydrates tracks shows them the same way at no extra round trip; a JSON array
-# of `FeatureRow`s, or NULL.
+# of `FeatureRow`s, or NULL. Most tracks feature nobody: the CASE runs the subquery (and its three joins) only for
+# a record whose `features` is a non-empty array, which took a fifth of a 50-track feed page when it ran for all.
 _FEATURES = """
+CASE WHEN jsonb_typeof(e.record->'features') = 'array' AND jsonb_array_length(e.record->'features') > 0 THEN
 (SELECT jsonb_agg(jsonb_build_object(
           'did', x.did,
           'handle', CASE WHEN fa.active AND NOT fa.taken_down THEN fa.handle END,
@@ -177,7 +179,7 @@ _FEATURES = """
        ORDER BY j.f->>'did', j.ord) x
  LEFT JOIN actors fa ON fa.did = x.did
  LEFT JOIN profiles fp ON fp.did = x.did
- LEFT JOIN bsky_profiles fb ON fb.did = x.did)
+ LEFT JOIN bsky_profiles fb ON fb.did = x.did) END
 """.format(avatar=avatar_sql("fp", "fb"), display_name=display_name_sql("fp", "fb"))
 
 
