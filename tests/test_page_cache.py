@@ -18,6 +18,7 @@ from appview.page_cache import Entry, PageCache, PageCacheMiddleware
 from bench.synth import BASE_US, commit, identity, make_did, make_tid, track_record
 from indexer.atproto.lexicon import Validator
 from indexer.db import notify
+from indexer.fold.rebuild import rebuild
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from tests.api_support import SETTINGS, app
@@ -280,3 +281,25 @@ async def test_concurrent_misses_of_one_key_run_the_handler_once() -> None:
     await asyncio.gather(*tasks)
     assert calls == 1
     assert bodies == [[b"page"]] * 5
+
+
+async def test_a_rebuild_swapping_in_new_tables_is_heard_and_read_through_the_same_pool(
+    db_url: str, validator: Validator
+) -> None:
+    """The online rebuild replaces the tables (indexer/fold/shadow.py): the API's pooled connections, with their
+    prepared statements, read the new ones, and the swap's own notification empties the cache."""
+    await seeded(db_url, validator)
+    await ingest(db_url, validator, [track(2)])
+    application = app(db_url)
+    async with AsyncTestClient(app=application) as client:
+        await live(application)
+        # The index drifted from the log (what a rebuild is for), and the drifted page is cached.
+        await rows_exec(db_url, "UPDATE tracks SET title = 'Drifted' WHERE title = 'Track 1'")
+        assert await titles_until(client, ["Track 2", "Drifted"]) == ["Track 2", "Drifted"]
+        assert (await client.get(LATEST)).status_code == 200
+        assert hits(application) >= 1
+        await rebuild(db_url)
+        assert await titles_until(client, ["Track 2", "Track 1"]) == ["Track 2", "Track 1"]
+        track_uri = (await rows(db_url, "SELECT uri FROM tracks WHERE title = 'Track 2'"))[0][0]
+        resp = await client.get("/xrpc/fm.plyr.getTrack", params={"uri": track_uri})
+        assert resp.status_code == 200 and resp.json()["track"]["title"] == "Track 2"

@@ -23,6 +23,7 @@ from indexer.db.schema import FOLD_STATE, PROJECTIONS
 from indexer.fold import shadow, sql
 from indexer.fold.rebuild import rebuild
 from indexer.fold.shadow import SCHEMA
+from indexer.fold.writer import BatchWriter
 from tests.helpers import ingest, rows
 from tests.test_rebuild_setbased import events, snapshot
 
@@ -208,3 +209,38 @@ async def test_readers_see_the_old_index_until_the_swap_which_waits_for_them(db_
         await reader.commit()
         await asyncio.wait_for(running, 30)
     assert (await rows(db_url, "SELECT count(*) FROM tracks WHERE title = 'drifted'"))[0][0] == 0
+
+
+async def test_a_live_writer_waits_for_the_rebuild_and_folds_into_the_swapped_in_tables(
+    db_factory: Any, validator: Validator
+) -> None:
+    """The writer's long-lived connection (its temp tables, its prepared statements) outlives the tables it was
+    folding into: its next batch waits for the swap, then lands in the new tables as in an index never rebuilt."""
+    items = events(900, 50)
+    first, second, third = items[:300], items[300:600], items[600:]
+    rebuilt, reference = db_factory(), db_factory()
+    await ingest(reference, validator, first, second, third)
+    async with BatchWriter(rebuilt, validator=validator) as writer:
+        await writer.write(list(first))
+        async with await psycopg.AsyncConnection.connect(rebuilt) as holder:
+            # The rebuild is made to wait at its swap (a reader holds `tracks`), so the writer's batch comes
+            # while the rebuild holds the fold lock.
+            await holder.execute("SELECT count(*) FROM tracks")
+            running = asyncio.create_task(rebuild(rebuilt))
+            for _ in range(200):
+                if await rows(rebuilt, "SELECT 1 FROM pg_namespace WHERE nspname = %s", SCHEMA):
+                    break
+                await asyncio.sleep(0.02)
+            folding = asyncio.create_task(writer.write(list(second)))
+            await asyncio.sleep(0.5)
+            assert not folding.done()  # waiting for the fold lock
+            await holder.commit()
+            await asyncio.wait_for(running, 30)
+            await asyncio.wait_for(folding, 30)
+        await writer.write(list(third))
+    # Receive times differ between the two databases: the state hash is what the index shows.
+    assert (await snapshot(rebuilt))[0] == (await snapshot(reference))[0]
+    # And row for row, what the live fold left is what the log gives.
+    folded = await snapshot(rebuilt)
+    await rebuild(rebuilt, online=False)
+    assert await snapshot(rebuilt) == folded
