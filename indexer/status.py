@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from indexer.db.locks import FOLD_LOCK_KEY
+from indexer.fold.shadow import SCHEMA as REBUILD_SCHEMA
 from indexer.source_status import DEFAULT_MAX_LAG_SECONDS, IngestState, iso_time, read_ingest
 
 # One query per projection, each yielding one text line per row.
@@ -87,6 +89,33 @@ def ingest_json(state: IngestState) -> dict[str, Any]:
     }
 
 
+# A rebuild's shadow tables (indexer/fold/shadow.py): there while an online rebuild runs (it holds the fold lock
+# exclusively), or left by one killed outright, which the next rebuild drops. Their size is disk the index takes
+# twice until then.
+_REBUILD = """
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
+       (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(schema)s AND c.relkind = 'r'),
+       EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %(key)s
+               AND objsubid = 1 AND mode = 'ExclusiveLock' AND granted)
+"""
+
+
+async def _rebuild(conn: psycopg.AsyncConnection[Any]) -> dict[str, Any] | None:
+    row = await (await conn.execute(_REBUILD, {"schema": REBUILD_SCHEMA, "key": FOLD_LOCK_KEY})).fetchone()
+    if row is None or not row[0]:
+        return None
+    running = bool(row[2])
+    return {
+        "schema": REBUILD_SCHEMA,
+        "shadow_bytes": int(row[1]),
+        "running": running,
+        "note": "an online rebuild is loading the new index"
+        if running
+        else "left by a rebuild that was killed; the next rebuild drops it, or DROP SCHEMA plyr_rebuild CASCADE",
+    }
+
+
 async def read_ingest_state(conninfo: str) -> IngestState:
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -122,6 +151,7 @@ async def status(conninfo: str) -> dict[str, Any]:
         }
         ingest = await read_ingest(conn)
         digest = await state_hash(conn)
+        rebuild = await _rebuild(conn)
         await conn.execute("COMMIT")
     return {
         "counts": {
@@ -137,4 +167,5 @@ async def status(conninfo: str) -> dict[str, Any]:
         "cursors": cursors,
         **ingest_json(ingest),
         "state_hash": digest,
+        "rebuild": rebuild,
     }

@@ -18,12 +18,14 @@ import psycopg
 import pytest
 
 from indexer.atproto.lexicon import Validator
+from indexer.db import locks
 from indexer.db.notify import INDEX_CHANGED, TABLES
 from indexer.db.schema import FOLD_STATE, PROJECTIONS
 from indexer.fold import shadow, sql
 from indexer.fold.rebuild import rebuild
 from indexer.fold.shadow import SCHEMA
 from indexer.fold.writer import BatchWriter
+from indexer.status import status
 from tests.helpers import ingest, rows
 from tests.test_rebuild_setbased import events, snapshot
 
@@ -244,3 +246,32 @@ async def test_a_live_writer_waits_for_the_rebuild_and_folds_into_the_swapped_in
     folded = await snapshot(rebuilt)
     await rebuild(rebuilt, online=False)
     assert await snapshot(rebuilt) == folded
+
+
+async def test_status_tells_a_running_rebuild_from_one_left_behind(db_url: str, validator: Validator) -> None:
+    await ingest(db_url, validator, events(100, 60))
+    assert (await status(db_url))["rebuild"] is None
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        # What a rebuild killed outright (SIGKILL, no cleanup) leaves: its schema with part of a table loaded.
+        await conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        await conn.execute(f"CREATE TABLE {SCHEMA}.tracks AS SELECT * FROM tracks")
+    left = (await status(db_url))["rebuild"]
+    assert left["running"] is False and left["shadow_bytes"] > 0 and "next rebuild drops it" in left["note"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLYR_APPVIEW_", "DATABASE_"))}
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "appview.cli", "--database-url", db_url, "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"rebuild: schema {SCHEMA}," in shown.stdout and "killed" in shown.stdout
+    async with await psycopg.AsyncConnection.connect(db_url) as holder:
+        await holder.execute(locks.LOCK_FOLD_EXCLUSIVE)  # as a running rebuild holds it
+        assert (await status(db_url))["rebuild"]["running"] is True
+    live = await snapshot(db_url)
+    await rebuild(db_url)
+    assert (await status(db_url))["rebuild"] is None
+    assert await snapshot(db_url) == live

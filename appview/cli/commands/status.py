@@ -82,6 +82,8 @@ def _print(result: dict[str, Any]) -> None:
         print(f"cursor {source}: {c['cursor']} (event time {c['event_time']}, committed {c['updated_at']})")
     _print_sources(result)
     print(f"state hash: {result['state_hash']}")
+    if (rebuild := result.get("rebuild")) is not None:
+        print(f"rebuild: schema {rebuild['schema']}, {rebuild['shadow_bytes'] / 2**20:.1f} MiB: {rebuild['note']}")
 
 
 def _healthy(state: IngestState) -> str:
