@@ -275,3 +275,18 @@ async def test_status_tells_a_running_rebuild_from_one_left_behind(db_url: str, 
     await rebuild(db_url)
     assert (await status(db_url))["rebuild"] is None
     assert await snapshot(db_url) == live
+
+
+async def test_a_swap_that_never_gets_the_tables_gives_up_and_changes_nothing(
+    db_url: str, validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ingest(db_url, validator, events(150, 70))
+    before = await snapshot(db_url)
+    monkeypatch.setattr(shadow, "_LOCK_ATTEMPTS", 2)
+    monkeypatch.setattr(shadow, "_LOCK_TIMEOUT", "200ms")
+    async with await psycopg.AsyncConnection.connect(db_url) as holder:
+        await holder.execute("SELECT count(*) FROM likes")  # an open transaction, never ended
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            await rebuild(db_url)
+        assert not await shadow_schema_exists(db_url)
+    assert await snapshot(db_url) == before

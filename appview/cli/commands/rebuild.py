@@ -31,7 +31,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=2,
-        help="connections loading the new index at once (default 2; about one per core of the Postgres server)",
+        help="connections loading the new index at once (default 2; about one per core of the Postgres server;"
+        " each may use up to 1 GB of the server's memory for sorts and index builds)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="ignored: the rebuild is one pass over the whole log"
@@ -70,6 +71,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 f"{_first_line(exc)}{f' ({_first_line(detail)})' if detail else ''}:"
                 " the rebuild swaps in new tables; drop what depends on them"
                 " or run `plyr-appview rebuild --offline`"
+            ) from None
+        except psycopg.errors.LockNotAvailable:
+            raise CommandError(
+                "the rebuild could not take the index tables for its swap: a session held them through every attempt"
+                " (about 100 s; an open transaction? see pg_stat_activity); end it and run the rebuild again,"
+                " nothing was changed"
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise CommandError(
