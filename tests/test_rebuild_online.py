@@ -26,7 +26,7 @@ from indexer.fold.rebuild import rebuild
 from indexer.fold.shadow import SCHEMA
 from indexer.fold.writer import BatchWriter
 from indexer.status import status
-from tests.helpers import ingest, rows
+from tests.helpers import ingest, rows, rows_exec
 from tests.test_rebuild_setbased import events, snapshot
 
 _TABLES = list(FOLD_STATE + PROJECTIONS)
@@ -82,6 +82,13 @@ async def test_swapped_in_tables_carry_every_name_trigger_grant_and_option(db_ur
             db_url, "SELECT count(DISTINCT tablename) FROM pg_stats WHERE tablename IN ('tracks', 'likes', 'records')"
         )
         assert analysed == [(3,)]
+        # With the server's statistics target (100 buckets), not the rebuild's working one (10).
+        bounds = await rows(
+            db_url,
+            "SELECT cardinality(histogram_bounds::text::text[]) FROM pg_stats"
+            " WHERE tablename = 'tracks' AND attname = 'sort_at'",
+        )
+        assert bounds and bounds[0][0] > 11, bounds
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
             await conn.execute(f"SET ROLE {role}")
             assert (await (await conn.execute("SELECT count(*) FROM tracks")).fetchone()) == (len(live[1]["tracks"]),)
@@ -290,3 +297,17 @@ async def test_a_swap_that_never_gets_the_tables_gives_up_and_changes_nothing(
             await rebuild(db_url)
         assert not await shadow_schema_exists(db_url)
     assert await snapshot(db_url) == before
+
+
+async def test_a_rebuild_stopped_while_it_waits_for_another_leaves_that_ones_shadow(db_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url) as other:
+        # Another rebuild, loading: it holds the fold lock and its shadow schema exists.
+        await other.execute(locks.LOCK_FOLD_EXCLUSIVE)
+        await rows_exec(db_url, f"CREATE SCHEMA {SCHEMA}")
+        waiting = asyncio.create_task(rebuild(db_url))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await shadow_schema_exists(db_url)

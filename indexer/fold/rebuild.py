@@ -220,9 +220,9 @@ def _tasks(tables: Sequence[shadow.TableDef], shares: int) -> list[Task]:
         writers = tuple(t.name for t in tasks if table.name in t.tables)
         indexes = [Task(f"index {name}", writers, (ddl,), ()) for name, ddl in table.indexes]
         tasks += indexes
-        tasks.append(
-            Task(f"analyze {table.name}", (*writers, *(i.name for i in indexes)), (f"ANALYZE {table.shadow}",), ())
-        )
+        # With the server's statistics target, not the rebuild's coarse one: the API plans with these.
+        analyze = ("SET LOCAL default_statistics_target TO DEFAULT", f"ANALYZE {table.shadow}")
+        tasks.append(Task(f"analyze {table.name}", (*writers, *(i.name for i in indexes)), analyze, ()))
     return tasks
 
 
@@ -231,10 +231,12 @@ async def _run_tasks(conninfo: str, tasks: list[Task], workers: int, report: Cal
     The first failure cancels the rest and is raised."""
     pending = list(tasks)
     done: set[str] = set()
+    running = 0
     timings: dict[str, float] = {}
     changed = asyncio.Condition()
 
     async def work() -> None:
+        nonlocal running
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             await conn.execute(f"SET search_path = {shadow.SCHEMA}, " + await _search_path(conn))
             for stmt in _SESSION:
@@ -246,10 +248,13 @@ async def _run_tasks(conninfo: str, tasks: list[Task], workers: int, report: Cal
                         task = next((t for t in pending if all(a in done for a in t.after)), None)
                         if task is not None or not pending:
                             break
+                        if not running:
+                            raise RuntimeError(f"rebuild tasks wait for what never runs: {[t.name for t in pending]}")
                         await changed.wait()
                     if task is None:
                         return
                     pending.remove(task)
+                    running += 1
                 report(task.name)
                 started = time.perf_counter()
                 async with conn.transaction():
@@ -259,6 +264,7 @@ async def _run_tasks(conninfo: str, tasks: list[Task], workers: int, report: Cal
                         await conn.execute(stmt)
                 timings[task.name] = time.perf_counter() - started
                 async with changed:
+                    running -= 1
                     done.add(task.name)
                     changed.notify_all()
 
@@ -289,6 +295,7 @@ async def _rebuild_in_shadow(conninfo: str, workers: int, progress: Progress | N
         if progress is not None:
             progress(name, len(started) - 1, len(names))
 
+    created = False
     try:
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             async with conn.transaction():
@@ -296,19 +303,24 @@ async def _rebuild_in_shadow(conninfo: str, workers: int, progress: Progress | N
                 total = await _count_events(conn)
                 tables = await shadow.describe(conn, _TABLES)
                 tasks = _tasks(tables, workers)
-                names += ["clear", *(t.name for t in tasks), "swap"]
-                report("clear")
+                names += ["shadow tables", *(t.name for t in tasks), "swap"]
+                report("shadow tables")
                 clock = time.perf_counter()
+                # From here the shadow schema is this rebuild's (it holds the fold lock): its own to drop.
+                created = True
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as setup:
                     await shadow.create(setup, tables)
-                timings["clear"] = time.perf_counter() - clock
+                timings["shadow tables"] = time.perf_counter() - clock
                 timings |= await _run_tasks(conninfo, tasks, workers, report)
                 report("swap")
                 clock = time.perf_counter()
                 await shadow.swap(conn, tables)
                 timings["swap"] = time.perf_counter() - clock
     except BaseException:
-        # The rebuild's transaction has rolled back, the old index is untouched; what it built goes too.
+        # The rebuild's transaction has rolled back, the old index is untouched; what it built goes too. A rebuild
+        # stopped while it waited for the fold lock built nothing: the schema, if any, is another rebuild's.
+        if not created:
+            raise
         with contextlib.suppress(Exception):
             async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as cleanup:
                 await shadow.drop(cleanup)
