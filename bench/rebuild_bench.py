@@ -111,6 +111,13 @@ async def timed(run: Callable[[], Awaitable[int]]) -> tuple[float, dict[str, flo
         logger.removeHandler(handler)
 
 
+async def settle(url: str) -> None:
+    """Vacuum what the previous contender left (untimed), so that autovacuum's passes over the tables it just
+    wrote do not run during the next one: each starts from the same quiet database."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("VACUUM ANALYZE")
+
+
 async def bench(url: str, events: int, capture: Path, do_explain: bool) -> None:
     ingest = await run_ours(url, capture, events)
     changes = await take_down(url)
@@ -134,6 +141,7 @@ async def bench(url: str, events: int, capture: Path, do_explain: bool) -> None:
         ("set-based online, shadow tables, 2 workers (default)", True, 2),
     ]
     for label, online, workers in contenders:
+        await settle(url)
         seconds, steps = await timed(lambda o=online, w=workers: rebuild(url, online=o, workers=w))
         results.append((label, seconds, await _hash(url), steps))
 
