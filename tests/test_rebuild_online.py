@@ -53,6 +53,13 @@ async def catalog(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
     return {name: await rows(db_url, query, _TABLES) for name, query in _CATALOG.items()}
 
 
+async def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`plyr-appview --database-url DB ARGS...` as an operator runs it, with none of our variables set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLYR_APPVIEW_", "DATABASE_"))}
+    command = [sys.executable, "-m", "appview.cli", "--database-url", db_url, *args]
+    return await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, text=True, timeout=120)
+
+
 async def shadow_schema_exists(db_url: str) -> bool:
     return bool(await rows(db_url, "SELECT 1 FROM pg_namespace WHERE nspname = %s", SCHEMA))
 
@@ -173,15 +180,7 @@ async def test_what_depends_on_an_index_table_stops_the_rebuild_first_and_the_cl
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         await conn.execute("CREATE VIEW operator_titles AS SELECT did, title FROM tracks")
     before = await snapshot(db_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLYR_APPVIEW_", "DATABASE_"))}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "appview.cli", "--database-url", db_url, "rebuild", "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = await cli(db_url, "rebuild", "--no-progress")
     err = done.stderr.strip().splitlines()
     assert done.returncode == 1 and done.stdout == ""
     assert len(err) == 1 and "operator_titles" in err[0] and "rebuild --offline" in err[0], done.stderr
@@ -264,15 +263,7 @@ async def test_status_tells_a_running_rebuild_from_one_left_behind(db_url: str, 
         await conn.execute(f"CREATE TABLE {SCHEMA}.tracks AS SELECT * FROM tracks")
     left = (await status(db_url))["rebuild"]
     assert left["running"] is False and left["shadow_bytes"] > 0 and "next rebuild drops it" in left["note"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLYR_APPVIEW_", "DATABASE_"))}
-    shown = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "appview.cli", "--database-url", db_url, "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    shown = await cli(db_url, "status")
     assert shown.returncode == 0, shown.stderr
     assert f"rebuild: schema {SCHEMA}," in shown.stdout and "killed" in shown.stdout
     async with await psycopg.AsyncConnection.connect(db_url) as holder:

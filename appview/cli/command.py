@@ -24,6 +24,12 @@ class CommandError(Exception):
         self.status = status
 
 
+def first_line(said: object) -> str:
+    """The first line of what an error (or its detail) says, for a one-line message; its type's name if empty."""
+    text = str(said).strip()
+    return text.splitlines()[0] if text else type(said).__name__
+
+
 @dataclass(frozen=True)
 class Command:
     name: str

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 from tqdm import tqdm
 
-from appview.cli.command import CommandError
+from appview.cli.command import CommandError, first_line
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.handles import HandleVerifier, ResolvingVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
@@ -84,7 +84,7 @@ def _describe(url: str) -> str:
 def _reason(exc: Exception) -> str:
     """The cause libpq gives, without its multi-line hints: 'connection refused', 'password authentication
     failed for user "x"', 'database "y" does not exist'."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     reason = text.rsplit("failed: ", 1)[-1].strip()
     for severity in ("FATAL:", "ERROR:"):
         reason = reason.removeprefix(severity).strip()

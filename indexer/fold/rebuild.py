@@ -193,8 +193,7 @@ def _tasks(tables: Sequence[shadow.TableDef], shares: int) -> list[Task]:
     for collection in sorted(COLLECTIONS, key=lambda c: c.nsid != track.NSID):  # the tracks start the longest chain
         name = f"project {collection.nsid}"
         statements = (
-            "INSERT INTO fold_changed (did, collection, rkey)"
-            f" SELECT did, collection, rkey FROM records WHERE collection = '{collection.nsid}'",
+            sql.rebuild_changed_of(collection.nsid),
             "ANALYZE fold_changed",
             *collection.project,
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from psycopg import errors
 
@@ -44,37 +44,37 @@ _LOCK_ATTEMPTS = 30
 
 @dataclass(frozen=True)
 class TableDef:
-    """What a table carries beyond its columns, read from the catalog before the rebuild."""
+    """What a table carries beyond its columns, read from the catalog before the rebuild. Identifiers in SQL are
+    quoted by the database itself (`quote_ident`), as its own definitions (pg_get_indexdef, ...) quote them."""
 
-    name: str
-    schema: str
+    name: str  # as the fold names it (`tracks`)
+    schema: str  # quoted
+    ident: str  # the table's name, quoted
     options: tuple[str, ...]
-    owner: str
-    constraints: tuple[tuple[str, str], ...]  # (name, definition): primary key, unique, exclusion
-    unique_indexes: tuple[str, ...]  # DDL of the unique indexes no constraint owns, on the shadow table
-    indexes: tuple[tuple[str, str], ...]  # (name, DDL on the shadow table) of the plain indexes
-    triggers: tuple[str, ...]  # DDL, on the table's own name (it holds it again after the swap)
-    grants: tuple[str, ...]
+    owner: str | None  # quoted, when it is not the role that rebuilds
+    constraints: tuple[tuple[str, str], ...] = ()  # (quoted name, definition): primary key, unique, exclusion
+    unique_indexes: tuple[str, ...] = ()  # DDL of the unique indexes no constraint owns, on the shadow table
+    indexes: tuple[tuple[str, str], ...] = ()  # (name, DDL on the shadow table) of the plain indexes
+    triggers: tuple[str, ...] = ()  # DDL, on the table's own name (it holds it again after the swap)
+    grants: tuple[str, ...] = ()
 
     @property
     def qualified(self) -> str:
-        return f"{_ident(self.schema)}.{_ident(self.name)}"
+        return f"{self.schema}.{self.ident}"
 
     @property
     def shadow(self) -> str:
-        return f"{SCHEMA}.{_ident(self.name)}"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"' if not name.isidentifier() or name.lower() != name else name
+        return f"{SCHEMA}.{self.ident}"
 
 
 _TABLE = """
-SELECT n.nspname, coalesce(c.reloptions, '{}'), pg_get_userbyid(c.relowner), c.oid
+SELECT quote_ident(n.nspname), quote_ident(c.relname), coalesce(c.reloptions, '{}'),
+       CASE WHEN pg_get_userbyid(c.relowner) <> current_user THEN quote_ident(pg_get_userbyid(c.relowner)) END,
+       c.oid
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
 """
 _CONSTRAINTS = """
-SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+SELECT quote_ident(conname), pg_get_constraintdef(oid) FROM pg_constraint
 WHERE conrelid = %s AND contype IN ('p', 'u', 'x') ORDER BY conname
 """
 _INDEXES = """
@@ -122,9 +122,9 @@ async def describe(conn: Connection, tables: Sequence[str]) -> tuple[TableDef, .
         row = await (await conn.execute(_TABLE, (name,))).fetchone()
         if row is None:
             raise RuntimeError(f"table {name} does not exist: run `plyr-appview migrate` first")
-        schema, owner, oid = str(row[0]), str(row[2]), row[3]
-        options = [str(o) for o in row[1]] if isinstance(row[1], list) else []
-        base = TableDef(name, schema, tuple(options), owner, (), (), (), (), ())
+        options = tuple(str(o) for o in row[2]) if isinstance(row[2], list) else ()
+        base = TableDef(name, str(row[0]), str(row[1]), options, None if row[3] is None else str(row[3]))
+        oid = row[4]
         constraints = [(str(n), str(d)) for n, d in await (await conn.execute(_CONSTRAINTS, (oid,))).fetchall()]
         indexes = await (await conn.execute(_INDEXES, (oid,))).fetchall()
         triggers = [str(d) for (d,) in await (await conn.execute(_TRIGGERS, (oid,))).fetchall()]
@@ -133,16 +133,13 @@ async def describe(conn: Connection, tables: Sequence[str]) -> tuple[TableDef, .
             for grantee, priv, grantable in await (await conn.execute(_GRANTS, (oid,))).fetchall()
         ]
         defs.append(
-            TableDef(
-                name,
-                schema,
-                tuple(options),
-                owner,
-                tuple(constraints),
-                tuple(_on_shadow(str(ddl), base) for _, ddl, unique in indexes if unique),
-                tuple((str(name), _on_shadow(str(ddl), base)) for name, ddl, unique in indexes if not unique),
-                tuple(triggers),
-                tuple(grants),
+            replace(
+                base,
+                constraints=tuple(constraints),
+                unique_indexes=tuple(_on_shadow(str(ddl), base) for _, ddl, unique in indexes if unique),
+                indexes=tuple((str(name), _on_shadow(str(ddl), base)) for name, ddl, unique in indexes if not unique),
+                triggers=tuple(triggers),
+                grants=tuple(grants),
             )
         )
     dependents = await (await conn.execute(_DEPENDENTS, {"tables": list(tables)})).fetchall()
@@ -161,7 +158,7 @@ async def create(conn: Connection, tables: Sequence[TableDef]) -> None:
         options = f" WITH ({', '.join(t.options)})" if t.options else ""
         await conn.execute(f"CREATE TABLE {t.shadow} (LIKE {t.qualified} INCLUDING ALL EXCLUDING INDEXES){options}")
         for name, definition in t.constraints:
-            await conn.execute(f"ALTER TABLE {t.shadow} ADD CONSTRAINT {_ident(name)} {definition}")
+            await conn.execute(f"ALTER TABLE {t.shadow} ADD CONSTRAINT {name} {definition}")
         for ddl in t.unique_indexes:
             await conn.execute(ddl)
     await conn.execute(f"CREATE UNLOGGED TABLE {COUNT_DELTAS} (uri text, likes int, comments int, plays int)")
@@ -190,17 +187,14 @@ async def _lock_all(conn: Connection, tables: Sequence[TableDef]) -> None:
 async def swap(conn: Connection, tables: Sequence[TableDef]) -> None:
     """Put every loaded shadow table in its table's place, in the caller's transaction (see the contract)."""
     await _lock_all(conn, tables)
-    cur = await conn.execute("SELECT current_user")
-    row = await cur.fetchone()
-    me = str(row[0]) if row else ""
     for t in tables:
         await conn.execute(f"DROP TABLE {t.qualified}")
-        await conn.execute(f"ALTER TABLE {t.shadow} SET SCHEMA {_ident(t.schema)}")
+        await conn.execute(f"ALTER TABLE {t.shadow} SET SCHEMA {t.schema}")
         for ddl in t.triggers:
             await conn.execute(ddl)
         for grant in t.grants:
             await conn.execute(grant)
-        if t.owner != me:
-            await conn.execute(f"ALTER TABLE {t.qualified} OWNER TO {_ident(t.owner)}")
+        if t.owner is not None:
+            await conn.execute(f"ALTER TABLE {t.qualified} OWNER TO {t.owner}")
     await drop(conn)
     await conn.execute("SELECT pg_notify(%s, '')", (INDEX_CHANGED,))

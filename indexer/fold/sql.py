@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from indexer.fold.collections import COLLECTIONS
+from indexer.fold.collections import COLLECTIONS, NSIDS
 
 # The batch tables, private to each connection that folds. One definition; the connection's owner chooses when
 # their rows go (see indexer/fold/apply.py): at every commit, or when it empties them itself.
@@ -334,3 +334,10 @@ ORDER BY d.did
 
 # Every record is "changed": each collection's own `project` statements then project the whole state.
 REBUILD_CHANGED = "INSERT INTO fold_changed (did, collection, rkey) SELECT did, collection, rkey FROM records"
+
+
+def rebuild_changed_of(nsid: str) -> str:
+    """REBUILD_CHANGED for the records of one collection, projected on a connection of its own."""
+    if nsid not in NSIDS:
+        raise ValueError(f"not a projected collection: {nsid}")
+    return f"{REBUILD_CHANGED} WHERE collection = '{nsid}'"

@@ -13,7 +13,7 @@ import sys
 
 import psycopg
 
-from appview.cli.command import EXIT_OK, Command, CommandError, positive_int
+from appview.cli.command import EXIT_OK, Command, CommandError, first_line, positive_int
 from appview.cli.runtime import database, print_json, progress_bar, run
 from indexer.fold.rebuild import rebuild
 from indexer.fold.shadow import SCHEMA, DependentObjects
@@ -45,11 +45,6 @@ async def _hash(url: str) -> str:
         return await state_hash(conn)
 
 
-def _first_line(said: object) -> str:
-    text = str(said).strip()
-    return text.splitlines()[0] if text else type(said).__name__
-
-
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.batch_size is not None:
         print("note: --batch-size is ignored: rebuild is one set-based pass over the whole log", file=sys.stderr)
@@ -68,7 +63,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except (DependentObjects, psycopg.errors.DependentObjectsStillExist) as exc:
             detail = exc.diag.message_detail if isinstance(exc, psycopg.Error) else None
             raise CommandError(
-                f"{_first_line(exc)}{f' ({_first_line(detail)})' if detail else ''}:"
+                f"{first_line(exc)}{f' ({first_line(detail)})' if detail else ''}:"
                 " the rebuild swaps in new tables; drop what depends on them"
                 " or run `plyr-appview rebuild --offline`"
             ) from None
@@ -80,7 +75,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise CommandError(
-                f"{_first_line(exc)}: the rebuild builds the new index in schema {SCHEMA}, which needs CREATE on"
+                f"{first_line(exc)}: the rebuild builds the new index in schema {SCHEMA}, which needs CREATE on"
                 " the database and ownership of the index tables; grant them or run `plyr-appview rebuild --offline`"
             ) from None
         bar.close()
