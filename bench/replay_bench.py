@@ -1,6 +1,7 @@
 """Replay throughput: the batch writer against a naive per-event-upsert consumer, same capture, same server.
 
     uv run python bench/replay_bench.py [--events 200000] [--baseline-events 20000]
+    uv run python bench/replay_bench.py --bulk [--bulk-batch-size 5000]
     uv run python bench/replay_bench.py --notifications 3
 
 
@@ -8,6 +9,10 @@ Each contender runs in its own process on a fresh database (so peak RSS is its o
 event read to the last commit. The naive baseline is what a straightforward consumer does: one autocommitted
 upsert per event, guarded by rev, no batching. It runs on a prefix of the capture (it is slow), and its rate is
 reported per event like ours. Prints a Markdown table for docs/benchmarks.md.
+
+`--bulk` adds `replay --bulk` (indexer/capture/bulk.py: the capture appended to the log without folding by two
+processes, then one online rebuild with two workers) on its own fresh database, and exits non-zero unless it
+leaves the batch writer's state hash.
 
 `--notifications N` measures what the change notifications cost the writer instead (the statement triggers of
 migration 0015, appview/page_cache.py): ours N times on a database with them and N times on one whose triggers
@@ -71,6 +76,31 @@ async def run_ours(db: str, capture: Path, limit: int, own_audio_host: str | Non
     return {"events": stats.items, "appended": stats.appended, "seconds": elapsed}
 
 
+async def run_bulk(db: str, capture: Path, limit: int, batch_size: int = 5000) -> dict[str, float]:
+    """`replay --bulk`: the capture appended to the log without folding by two processes (each a share of the
+    DIDs), then one online rebuild with two workers; timed as a whole, and each phase."""
+    from indexer.capture.bulk import check_audio
+    from indexer.capture.replay import append_in_shares, shares_of
+    from indexer.fold.rebuild import rebuild
+    from indexer.settings import Settings
+
+    settings = Settings(resolve_identities=False, log_level="WARNING")
+    started = time.perf_counter()
+    shares = await append_in_shares(settings, db, capture, shares_of(capture, 2), batch_size=batch_size)
+    appended = time.perf_counter()
+    rebuilt = await rebuild(db, online=True, workers=2)
+    await check_audio(db, {track for share in shares for track in share.unchecked_audio})
+    done = time.perf_counter()
+    return {
+        "events": sum(share.stats.items - share.stats.checkpoints + share.read.ignored for share in shares),
+        "appended": sum(share.stats.appended for share in shares),
+        "seconds": done - started,
+        "append_seconds": appended - started,
+        "rebuild_seconds": done - appended,
+        "rebuilt": rebuilt,
+    }
+
+
 NAIVE_UPSERT = """
 INSERT INTO records (did, collection, rkey, rev, op, event_id) VALUES (%s, %s, %s, %s, %s, 0)
 ON CONFLICT (did, collection, rkey) DO UPDATE SET rev = excluded.rev, op = excluded.op
@@ -129,9 +159,13 @@ async def run_naive(db: str, capture: Path, limit: int) -> dict[str, float]:
 def child(kind: str, db: str, capture: str, limit: int, own_audio_host: str | None = None) -> None:
     if kind == "ours":
         result = asyncio.run(run_ours(db, Path(capture), limit, own_audio_host))
+    elif kind.startswith("bulk"):
+        result = asyncio.run(run_bulk(db, Path(capture), limit, int(kind.removeprefix("bulk") or 5000)))
     else:
         result = asyncio.run(run_naive(db, Path(capture), limit))
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of this process and the share processes a bulk replay starts.
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    result["peak_rss_mb"] = peak / 1024
     print(json.dumps(result))
 
 
@@ -193,6 +227,8 @@ def main() -> None:
     ap.add_argument("--child", nargs=4, metavar=("KIND", "DB", "CAPTURE", "LIMIT"))
     ap.add_argument("--own-audio-host", help="run ours with the ingest check of uploaded audio on, for this host")
     ap.add_argument("--notifications", type=int, metavar="N", help="compare the writer with and without them")
+    ap.add_argument("--bulk", action="store_true", help="also `replay --bulk` (append, then one rebuild)")
+    ap.add_argument("--bulk-batch-size", type=int, default=5000, help="events per append transaction of --bulk")
     args = ap.parse_args()
     if args.child:
         kind, db, capture, limit = args.child
@@ -205,8 +241,11 @@ def main() -> None:
             compare_notifications(admin, capture, args.events, args.notifications)
         return
     with admin_url(args.database_url) as admin:
-        ours = contend("ours", fresh_db(admin, "bench_ours"), capture, args.events, args.own_audio_host)
+        ours_db, bulk_db = fresh_db(admin, "bench_ours"), fresh_db(admin, "bench_bulk")
+        ours = contend("ours", ours_db, capture, args.events, args.own_audio_host)
+        bulk = contend(f"bulk{args.bulk_batch_size}", bulk_db, capture, args.events) if args.bulk else None
         naive = contend("naive", fresh_db(admin, "bench_naive"), capture, args.baseline_events)
+        same = bulk is None or _state_hash(ours_db) == _state_hash(bulk_db)
     ours_rate = ours["events"] / ours["seconds"]
     naive_rate = naive["events"] / naive["seconds"]
     print(f"# replay benchmark ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")
@@ -217,12 +256,32 @@ def main() -> None:
         f"| batch writer (ours) | {ours['events']:,} | {ours['seconds']:.1f} | {ours_rate:,.0f} |"
         f" {ours['peak_rss_mb']:.0f} |"
     )
+    if bulk is not None:
+        print(
+            f"| `replay --bulk` (append {bulk['append_seconds']:.1f} s + rebuild {bulk['rebuild_seconds']:.1f} s)"
+            f" | {bulk['events']:,} | {bulk['seconds']:.1f} | {bulk['events'] / bulk['seconds']:,.0f} |"
+            f" {bulk['peak_rss_mb']:.0f} |"
+        )
     print(
         f"| naive per-event upsert (baseline) | {naive['events']:,} | {naive['seconds']:.1f} | {naive_rate:,.0f} |"
         f" {naive['peak_rss_mb']:.0f} |"
     )
     print()
     print(f"speed-up: {ours_rate / naive_rate:.1f}x")
+    if bulk is not None:
+        print(f"speed-up of --bulk: {bulk['events'] / bulk['seconds'] / naive_rate:.1f}x; same state hash: {same}")
+    if not same:
+        sys.exit("the bulk replay's state hash differs from the batch writer's")
+
+
+def _state_hash(db: str) -> str:
+    from indexer.status import state_hash
+
+    async def read() -> str:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            return await state_hash(conn)
+
+    return asyncio.run(read())
 
 
 if __name__ == "__main__":

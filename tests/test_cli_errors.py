@@ -53,6 +53,8 @@ CASES = [
     Case("replay an empty file", ["replay", "{tmp}/empty.jsonl"], 2, "the file is empty"),
     Case("replay random bytes", ["replay", "{tmp}/random.bin"], 2, "not a capture"),
     Case("replay a text file", ["replay", "{tmp}/text.txt"], 2, "not a capture"),
+    Case("replay with --workers but not --bulk", ["replay", "{tmp}/good.jsonl", "--workers", "2"], 2, "add --bulk"),
+    Case("replay --bulk with no workers", ["replay", "{tmp}/good.jsonl", "--bulk", "--workers", "0"], 2, "--workers"),
     Case(
         "convert JSON lines",
         ["convert", "{tmp}/good.jsonl", "{tmp}/out.jsonl"],

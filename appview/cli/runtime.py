@@ -18,8 +18,6 @@ from tqdm import tqdm
 
 from appview.cli.command import CommandError, first_line
 from indexer.atproto.identity.did_docs import DidDocuments
-from indexer.atproto.identity.handles import HandleVerifier, ResolvingVerifier, TrustingVerifier
-from indexer.atproto.lexicon import Validator
 from indexer.atproto.netguard import NetGuard, guarded_client
 from indexer.fold.writer import BatchWriter
 from indexer.metrics import Metrics
@@ -150,23 +148,12 @@ def progress_bar(*, desc: str, unit: str, disable: bool, total: int | None = Non
     )
 
 
-def handle_verifier(settings: Settings) -> HandleVerifier:
-    if settings.resolve_identities:
-        return ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
-    return TrustingVerifier()
-
-
-def batch_writer(settings: Settings, url: str, metrics: Metrics, batch_size: int | None = None) -> BatchWriter:
-    """The writer live sources, replays and backfills fold through."""
-    return BatchWriter(
-        url,
-        validator=Validator.load(),
-        metrics=metrics,
-        verifier=handle_verifier(settings),
-        batch_size=batch_size or settings.batch_size,
-        batch_seconds=settings.batch_seconds,
-        own_audio_host=settings.public_origin,
-    )
+def batch_writer(
+    settings: Settings, url: str, metrics: Metrics, batch_size: int | None = None, *, fold: bool = True
+) -> BatchWriter:
+    """The writer live sources, replays and backfills fold through (`fold=False`: a bulk replay's, which only
+    appends to the log: indexer/capture/bulk.py)."""
+    return BatchWriter.configured(settings, url, metrics=metrics, batch_size=batch_size, fold=fold)
 
 
 @dataclass(frozen=True)

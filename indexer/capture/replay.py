@@ -11,18 +11,25 @@ that count with the writer's (`WriteStats`) into the command's report, whose fie
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import multiprocessing
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from indexer import logs
+from indexer.audio.refs import OwnAudio
+from indexer.capture.bulk import Share
 from indexer.capture.files import capture_kind, iter_capture
 from indexer.events import Checkpoint, Event, Item, Malformed
-from indexer.fold.writer import WriteStats
+from indexer.fold.writer import BatchWriter, WriteStats
 from indexer.jetstream.parse import parse_v1
+from indexer.settings import Settings
 
 # A run of ignored items (other collections) still moves the cursor this often.
 CHECKPOINT_EVERY = 1000
@@ -84,19 +91,23 @@ async def replay_items(
     *,
     on_position: Callable[[int], None] | None = None,
     counts: ReadCounts | None = None,
+    share: Share | None = None,
 ) -> AsyncIterator[Item]:
     """Items of the capture from position `start`; `on_position(n)` reports n more positions read; `counts`, if
-    given, counts the lines or frames that hold nothing of ours."""
-    async for item in _items(path, source, start, on_position or (lambda n: None), counts or ReadCounts()):
+    given, counts the lines or frames that hold nothing of ours; `share`, of a Jetstream capture, keeps only its
+    lines (the others are neither items nor counted, but move the position like ignored ones)."""
+    report = on_position or (lambda n: None)
+    async for item in _items(path, source, start, report, counts or ReadCounts(), share or Share()):
         yield item
 
 
 async def _items(
-    path: Path, source: str, start: int, report: Callable[[int], None], counts: ReadCounts
+    path: Path, source: str, start: int, report: Callable[[int], None], counts: ReadCounts, share: Share
 ) -> AsyncIterator[Item]:
     kind = capture_kind(path)
     last_yield = position = start - 1
     if kind == "frames":
+        assert share.of == 1, "a frame capture is read by one share"
         from indexer.firehose.frames import decode_frame  # the raw firehose decoder
 
         for position, data in iter_capture(path, start=start, kind=kind):
@@ -118,9 +129,11 @@ async def _items(
         for position, data in iter_capture(path, start=start, kind=kind):
             if (position + 1) % PROGRESS_EVERY == 0:
                 report(PROGRESS_EVERY)
-            parsed = parse_v1(data, source)
-            if parsed is None:
+            if not share.holds(data):
+                parsed = None
+            elif (parsed := parse_v1(data, source)) is None:
                 counts.ignored += 1
+            if parsed is None:
                 if position - last_yield >= CHECKPOINT_EVERY:
                     last_yield = position
                     yield Checkpoint(source=source, cursor=position)
@@ -133,3 +146,90 @@ async def _items(
         # A capture that ends with lines of other collections: move past them too, so a finished replay
         # resumes at the end and reads nothing again.
         yield Checkpoint(source=source, cursor=position)
+
+
+# -- bulk: the append in shares (indexer/capture/bulk.py) ---------------------------------------------------------
+
+
+@dataclass
+class Appended:
+    """What one share of a bulk replay appended: its position's name, where it began, what became of its items,
+    and its tracks naming audio stored here, left for the check after the rebuild."""
+
+    source: str
+    start: int
+    stats: WriteStats
+    read: ReadCounts
+    unchecked_audio: set[OwnAudio]
+
+
+def shares_of(path: Path, wanted: int) -> list[Share]:
+    """The shares a bulk replay of `path` runs in: `wanted` for a Jetstream capture, one for frames."""
+    n = 1 if capture_kind(path) == "frames" else wanted
+    return [Share(i, n) for i in range(n)]
+
+
+async def append_in_shares(
+    settings: Settings,
+    conninfo: str,
+    path: Path,
+    shares: list[Share],
+    *,
+    batch_size: int | None = None,
+    from_start: bool = False,
+    on_position: Callable[[int], None] | None = None,
+) -> list[Appended]:
+    """Append the capture to the log without folding, each share in its own process (one share: in this one);
+    `on_position(n)` is given the positions every share has passed, now and then."""
+    source = replay_source(path)
+    job = (settings, conninfo, path, source, batch_size, from_start)
+    if len(shares) == 1:
+        return [await _append(*job, shares[0])]
+    names = [share.source(source) for share in shares]
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = [loop.run_in_executor(pool, _append_in_process, *job, share) for share in shares]
+        done = asyncio.gather(*running)
+        while not done.done():
+            await asyncio.wait([done], timeout=0.5)
+            if on_position is not None:
+                on_position(await _passed(conninfo, names))
+        return list(done.result())
+
+
+def _append_in_process(
+    settings: Settings,
+    conninfo: str,
+    path: Path,
+    source: str,
+    batch_size: int | None,
+    from_start: bool,
+    share: Share,
+) -> Appended:
+    logs.configure(settings.log_level, settings.log_format)
+    return asyncio.run(_append(settings, conninfo, path, source, batch_size, from_start, share))
+
+
+async def _append(
+    settings: Settings,
+    conninfo: str,
+    path: Path,
+    source: str,
+    batch_size: int | None,
+    from_start: bool,
+    share: Share,
+) -> Appended:
+    name = share.source(source)
+    start = 0 if from_start else await saved_position(conninfo, name)
+    read = ReadCounts()
+    async with BatchWriter.configured(settings, conninfo, batch_size=batch_size, fold=False) as writer:
+        stats = await writer.run(replay_items(path, name, start, counts=read, share=share))
+    return Appended(name, start, stats, read, writer.unchecked_audio)
+
+
+async def _passed(conninfo: str, names: list[str]) -> int:
+    """The positions every share has passed: one past the least committed position, 0 before all have one."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cur = await conn.execute("SELECT count(*), min(cursor) FROM cursors WHERE source = ANY(%s)", (names,))
+        row = await cur.fetchone()
+    return 0 if row is None or row[0] < len(names) else int(row[1]) + 1

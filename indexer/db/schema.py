@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Identity,
@@ -85,6 +86,17 @@ rejections = Table(
     # The same bad input delivered twice is one rejection.
     Column("dedup", LargeBinary, nullable=False, unique=True),
     Index("rejections_reason_idx", "reason", "id"),
+)
+
+# The log's unfolded tail (migration 0017): one row while the log holds events the fold has not applied, which
+# only a bulk replay leaves (indexer/capture/bulk.py) until the rebuild that ends it deletes the row.
+unfolded_log = Table(
+    "unfolded_log",
+    metadata,
+    Column("one", Boolean, primary_key=True, server_default=text("true")),
+    Column("after_id", BigInteger, nullable=False),
+    _tstz("since", nullable=False, server_default=text("now()")),
+    CheckConstraint("one"),
 )
 
 cursors = Table(

@@ -18,6 +18,8 @@ Contract:
   until it commits (docs/benchmarks.md): for a maintenance window or a database short of space.
 - `rebuild_batched` is the live fold run over the log range by range, readers never blocked: the reference
   the set-based pass is compared with (tests, bench/rebuild_bench.py).
+- Every mode folds the whole log, so each clears the mark of the log's unfolded tail (`unfolded_log`, left by a
+  bulk replay: indexer/capture/bulk.py) in the transaction that installs its result.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ async def _rebuild_in_place(conninfo: str, progress: Progress | None) -> int:
                 await conn.execute(ddl)
             timings["indexes"] = time.perf_counter() - started
             await conn.execute(_CLEAR_BATCH)
+            await conn.execute(sql.CLEAR_UNFOLDED)
         if progress is not None:
             progress("done", len(names), len(names))
     log.info(
@@ -314,6 +317,8 @@ async def _rebuild_in_shadow(conninfo: str, workers: int, progress: Progress | N
                 report("swap")
                 clock = time.perf_counter()
                 await shadow.swap(conn, tables)
+                # The whole log is folded now (its writers waited for the fold lock since `total` was read).
+                await conn.execute(sql.CLEAR_UNFOLDED)
                 timings["swap"] = time.perf_counter() - clock
     except BaseException:
         # The rebuild's transaction has rolled back, the old index is untouched; what it built goes too. A rebuild
@@ -365,5 +370,6 @@ async def rebuild_batched(
                 if progress is not None:
                     progress(done, total)
             await conn.execute(_CLEAR_BATCH)
+            await conn.execute(sql.CLEAR_UNFOLDED)
         log.info("batched rebuild complete", extra={"events": done})
         return done

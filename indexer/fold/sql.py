@@ -118,6 +118,29 @@ INSERT INTO fold_batch ({_FOLD_BATCH_COLUMNS})
 SELECT id, did, kind, {_OP_RANK}, collection, rkey, rev, handle, active, status, seq, event_time FROM ins
 """
 
+# A bulk replay's append (indexer/capture/bulk.py): to the log only, the fold left to the rebuild that ends the
+# replay. What went in, by kind: how many, how many are records their lexicon refuses, and the first id (where
+# the log's unfolded tail starts, if it starts here).
+APPEND_UNFOLDED = """
+WITH ins AS (
+    INSERT INTO events (source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
+                        invalid, created_at, handle, active, status, seq, event_time, dedup)
+    SELECT source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
+           invalid, created_at, handle, active, status, seq, event_time, dedup
+    FROM batch_in ORDER BY ord
+    ON CONFLICT (dedup) DO NOTHING
+    RETURNING id, kind, invalid IS NOT NULL AS invalid
+)
+SELECT kind, count(*), count(*) FILTER (WHERE invalid), min(id) FROM ins GROUP BY kind
+"""
+
+# The log's unfolded tail (`unfolded_log`, migration 0017): marked by the first append that leaves events unfolded
+# (an earlier mark stays: the tail starts there), cleared by the rebuild that folds it, in the transaction that
+# installs the rebuilt index.
+MARK_UNFOLDED = "INSERT INTO unfolded_log (after_id) VALUES (%(after)s) ON CONFLICT (one) DO NOTHING"
+CLEAR_UNFOLDED = "DELETE FROM unfolded_log"
+UNFOLDED = "SELECT after_id, since FROM unfolded_log"
+
 LOAD_LOG_RANGE = f"""
 INSERT INTO fold_batch ({_FOLD_BATCH_COLUMNS})
 SELECT id, did, kind, {_OP_RANK}, collection, rkey, rev, handle, active, status, seq, event_time

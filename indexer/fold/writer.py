@@ -40,13 +40,16 @@ from typing import Any
 
 import psycopg
 
-from indexer.atproto.identity.handles import HandleVerifier
+from indexer.atproto.identity.handles import HandleVerifier, ResolvingVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
+from indexer.audio import refs as audio_refs
 from indexer.events import Checkpoint, Item
 from indexer.fold import sql
 from indexer.fold.apply import Applied, apply, create_temp_tables, empty_temp_tables
+from indexer.fold.collections import bsky_profile
 from indexer.fold.prepare import Prepared, Preparer, refused
 from indexer.metrics import Metrics
+from indexer.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +137,13 @@ class BatchWriter:
         max_backoff: float = 30.0,
         own_audio_host: str | None = None,
         on_commit: sql.OnCommit = "PRESERVE ROWS",
+        fold: bool = True,
     ) -> None:
         self._conninfo = conninfo
+        # False: append to the log only, leaving the fold to a rebuild (indexer/capture/bulk.py); the tracks
+        # naming audio stored here then gather in `unchecked_audio`, for the caller to check after that rebuild.
+        self._fold = fold
+        self.unchecked_audio: set[audio_refs.OwnAudio] = set()
         self._preparer = Preparer(validator, verifier=verifier, own_audio_host=own_audio_host)
         self._metrics = metrics or Metrics()
         self.batch_size = batch_size
@@ -146,6 +154,31 @@ class BatchWriter:
         # Whether the temp tables may hold rows of a committed batch (its emptying failed or was interrupted).
         self._dirty = False
         self._since_truncate = 0
+
+    @classmethod
+    def configured(
+        cls,
+        settings: Settings,
+        url: str,
+        *,
+        metrics: Metrics | None = None,
+        batch_size: int | None = None,
+        fold: bool = True,
+    ) -> BatchWriter:
+        """The writer as the settings configure it: what live sources, replays and backfills fold through."""
+        verifier: HandleVerifier = TrustingVerifier()
+        if settings.resolve_identities:
+            verifier = ResolvingVerifier(settings.plc_url, allow_private_hosts=settings.allow_private_hosts)
+        return cls(
+            url,
+            validator=Validator.load(),
+            metrics=metrics,
+            verifier=verifier,
+            batch_size=batch_size or settings.batch_size,
+            batch_seconds=settings.batch_seconds,
+            own_audio_host=settings.public_origin,
+            fold=fold,
+        )
 
     async def __aenter__(self) -> BatchWriter:
         await self._connect()
@@ -166,6 +199,9 @@ class BatchWriter:
         conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         try:
             await create_temp_tables(conn, self._on_commit)
+            if not self._fold:
+                await conn.execute(bsky_profile.CREATE_UNFOLDED_DIDS)
+                await conn.execute(bsky_profile.SEED_UNFOLDED_DIDS)
         except BaseException:
             await conn.close()
             raise
@@ -302,6 +338,7 @@ class BatchWriter:
                 await self.close()  # the transaction was rolled back; start from a known-good connection
                 return await self._split(items, exc)
         record_batch(self._metrics, prepared, applied, seconds=time.perf_counter() - started)
+        self.unchecked_audio.update(applied.unchecked_audio)
         await self._settle()
         return WriteStats.of(prepared, applied)
 
@@ -327,7 +364,7 @@ class BatchWriter:
             await self._settle()  # a committed batch's emptying was interrupted: `apply` needs empty tables
         conn = await self._connect()
         async with conn.transaction():
-            applied = await apply(conn, prepared)
+            applied = await apply(conn, prepared, fold=self._fold)
         if self._on_commit == "PRESERVE ROWS":
             self._dirty = True
             self._since_truncate += prepared.items

@@ -9,7 +9,9 @@ with no second copy on disk, while readers of the index wait: for a maintenance 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import psycopg
 
@@ -40,6 +42,32 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal)")
 
 
+@contextlib.contextmanager
+def explained(then: str = "") -> Iterator[None]:
+    """A rebuild's expected failures as one line each, naming the cause and the fix; `then` is added to each."""
+    try:
+        yield
+    except (DependentObjects, psycopg.errors.DependentObjectsStillExist) as exc:
+        detail = exc.diag.message_detail if isinstance(exc, psycopg.Error) else None
+        raise CommandError(
+            f"{first_line(exc)}{f' ({first_line(detail)})' if detail else ''}:"
+            " the rebuild swaps in new tables; drop what depends on them"
+            f" or run `plyr-appview rebuild --offline`{then}"
+        ) from None
+    except psycopg.errors.LockNotAvailable:
+        raise CommandError(
+            "the rebuild could not take the index tables for its swap: a session held them through every attempt"
+            " (about 100 s; an open transaction? see pg_stat_activity); end it and run the rebuild again,"
+            f" nothing was changed{then}"
+        ) from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CommandError(
+            f"{first_line(exc)}: the rebuild builds the new index in schema {SCHEMA}, which needs CREATE on"
+            f" the database and ownership of the index tables; grant them or run `plyr-appview rebuild --offline`"
+            f"{then}"
+        ) from None
+
+
 async def _hash(url: str) -> str:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await state_hash(conn)
@@ -58,26 +86,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     with database(settings) as url:
         before = run(lambda: _hash(url))
-        try:
+        with explained():
             events = run(lambda: rebuild(url, online=not args.offline, workers=args.workers, progress=progress))
-        except (DependentObjects, psycopg.errors.DependentObjectsStillExist) as exc:
-            detail = exc.diag.message_detail if isinstance(exc, psycopg.Error) else None
-            raise CommandError(
-                f"{first_line(exc)}{f' ({first_line(detail)})' if detail else ''}:"
-                " the rebuild swaps in new tables; drop what depends on them"
-                " or run `plyr-appview rebuild --offline`"
-            ) from None
-        except psycopg.errors.LockNotAvailable:
-            raise CommandError(
-                "the rebuild could not take the index tables for its swap: a session held them through every attempt"
-                " (about 100 s; an open transaction? see pg_stat_activity); end it and run the rebuild again,"
-                " nothing was changed"
-            ) from None
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise CommandError(
-                f"{first_line(exc)}: the rebuild builds the new index in schema {SCHEMA}, which needs CREATE on"
-                " the database and ownership of the index tables; grant them or run `plyr-appview rebuild --offline`"
-            ) from None
         bar.close()
         after = run(lambda: _hash(url))
     print_json({"events": events, "state_hash_before": before, "state_hash_after": after})

@@ -84,6 +84,8 @@ def _print(result: dict[str, Any]) -> None:
     print(f"state hash: {result['state_hash']}")
     if (rebuild := result.get("rebuild")) is not None:
         print(f"rebuild: schema {rebuild['schema']}, {rebuild['shadow_bytes'] / 2**20:.1f} MiB: {rebuild['note']}")
+    if (unfolded := result.get("unfolded")) is not None:
+        print(f"unfolded: {unfolded['events']} events after log id {unfolded['after_id']}: {unfolded['note']}")
 
 
 def _healthy(state: IngestState) -> str:

@@ -32,6 +32,26 @@ _UNKNOWN = f"""
 DROP_UNKNOWN_EVENTS = f"DELETE FROM batch_in x WHERE {_UNKNOWN} RETURNING x.invalid IS NULL"
 DROP_UNKNOWN_REJECTIONS = f"DELETE FROM rejections_in x WHERE {_UNKNOWN} RETURNING x.reason"
 
+# A bulk replay appends to the log without folding (indexer/capture/bulk.py), so `records` does not know the
+# authors of its events yet: its connection keeps them in `unfolded_dids` (the DIDs with an event of our
+# namespace in the log's unfolded tail, seeded from the log when it connects, added to by each append), and the
+# same rule reads both. The set grows with the distinct authors of the replay: a text per DID.
+CREATE_UNFOLDED_DIDS = "CREATE TEMP TABLE IF NOT EXISTS unfolded_dids (did text PRIMARY KEY)"
+SEED_UNFOLDED_DIDS = f"""
+INSERT INTO unfolded_dids (did)
+SELECT DISTINCT e.did FROM events e
+WHERE e.id > (SELECT after_id FROM unfolded_log) AND e.collection LIKE '{OWN_NAMESPACE}%'
+ON CONFLICT (did) DO NOTHING
+"""
+ADD_UNFOLDED_DIDS = f"""
+INSERT INTO unfolded_dids (did)
+SELECT DISTINCT did FROM batch_in WHERE collection LIKE '{OWN_NAMESPACE}%'
+ON CONFLICT (did) DO NOTHING
+"""
+_UNKNOWN_UNFOLDED = f"{_UNKNOWN}  AND NOT EXISTS (SELECT 1 FROM unfolded_dids u WHERE u.did = x.did)"
+DROP_UNKNOWN_EVENTS_UNFOLDED = f"DELETE FROM batch_in x WHERE {_UNKNOWN_UNFOLDED} RETURNING x.invalid IS NULL"
+DROP_UNKNOWN_REJECTIONS_UNFOLDED = f"DELETE FROM rejections_in x WHERE {_UNKNOWN_UNFOLDED} RETURNING x.reason"
+
 # The avatar blob's CID and type (a legacy blob `{"cid": ..., "mimeType": ...}` is read too). The CID becomes
 # part of a URL the read side builds, so only a base32 CIDv1 (what the lexicon's blob check accepts) is kept.
 _AVATAR_CID = """(SELECT x.cid FROM (SELECT CASE WHEN jsonb_typeof(e.record->'avatar') = 'object'
