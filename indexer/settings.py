@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from indexer.atproto.netguard import is_loopback_host
+from indexer.atproto.hosts import is_loopback_host
 from indexer.atproto.syntax import is_did
 from indexer.logs import LogFormat
 

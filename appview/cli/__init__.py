@@ -1,7 +1,8 @@
 """`plyr-appview`: the one command operators and tests use. It sits above both halves of the system: the
 indexer (`indexer/`) and the API (`appview/`); nothing else imports both sides' wiring.
 
-Each command is a module under appview/cli/commands/ exposing a `Command`; `COMMANDS` is the dispatch table.
+Each command is a module under appview/cli/commands/ exposing a `Command`, imported only when it runs;
+`appview.cli.commands.ENTRIES` is the dispatch table.
 Machine-readable output goes to stdout, logs (JSON lines) to stderr. A mistake in the configuration or the
 command line is one line on stderr and exit status 2; a command that fails in a way the operator can act on
 prints one line and exits 1; an interrupted command exits 130.
@@ -17,44 +18,12 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
-from appview.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Command, CommandError
-from appview.cli.commands import (
-    audit_audio,
-    backfill,
-    capture,
-    convert,
-    index,
-    migrate,
-    rebuild,
-    reconcile,
-    replay,
-    serve,
-    status,
-    takedown,
-    up,
-)
-from appview.cli.runtime import Interrupted
+from appview.cli.command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Command, CommandError, Interrupted
+from appview.cli.commands import ENTRIES
 from indexer import logs
 from indexer.settings import ConfigError, Settings
 
 log = logging.getLogger("plyr_appview")
-
-COMMANDS: tuple[Command, ...] = (
-    up.COMMAND,
-    migrate.COMMAND,
-    index.COMMAND,
-    backfill.BACKFILL,
-    backfill.RESYNC,
-    reconcile.COMMAND,
-    serve.COMMAND,
-    replay.COMMAND,
-    capture.COMMAND,
-    rebuild.COMMAND,
-    status.COMMAND,
-    convert.COMMAND,
-    audit_audio.COMMAND,
-    takedown.COMMAND,
-)
 
 
 def _global_arguments(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -79,16 +48,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The command line: every command's name and help; the arguments of `chosen` only (its module is imported
+    for them), the others' ignored. Without one, it is for finding out which command was chosen."""
     p = _Parser(prog="plyr-appview", description="Network-wide index and XRPC API for fm.plyr")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _global_arguments(p, suppress=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        child = sub.add_parser(command.name, help=command.help, description=command.help)
-        command.add_arguments(child)
-        _global_arguments(child, suppress=True)
+    for entry in ENTRIES:
+        if entry.name == chosen:
+            child = sub.add_parser(entry.name, help=entry.help, description=entry.help)
+            entry.load().add_arguments(child)
+            _global_arguments(child, suppress=True)
+        else:
+            sub.add_parser(entry.name, help=entry.help, add_help=False)
     return p
+
+
+def _command(argv: list[str] | None) -> tuple[argparse.Namespace, Command]:
+    chosen, _ = parser().parse_known_args(argv)  # the command's name (or a usage error, --help, --version)
+    entry = next(e for e in ENTRIES if e.name == chosen.command)
+    return parser(entry.name).parse_args(argv), entry.load()
 
 
 def _version() -> str:
@@ -101,14 +81,13 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     # platformdirs (through the embedded server) warns when XDG_RUNTIME_DIR is unset, as it is for services.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-    args = parser().parse_args(argv)
+    args, command = _command(argv)
     try:
         settings = Settings.from_env(overrides={"database_url": args.database_url, "data_dir": args.data_dir})
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(settings.log_level, settings.log_format)
-    command = next(c for c in COMMANDS if c.name == args.command)
     try:
         return command.run(args, settings)
     except CommandError as exc:

@@ -16,6 +16,10 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM ended the command before it finished."""
+
+
 class CommandError(Exception):
     """A failure the operator can act on: printed as one line (`error: ...`), no traceback."""
 
@@ -32,8 +36,8 @@ def first_line(said: object) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    name: str
-    help: str
+    """What a command does; its name and one-line help are in the table of commands (appview/cli/commands)."""
+
     add_arguments: Callable[[argparse.ArgumentParser], None]
     # Runs with the parsed arguments and the settings; returns the exit status.
     run: Callable[[argparse.Namespace, Settings], int]

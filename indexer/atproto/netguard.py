@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from indexer.atproto.hosts import ip_literal, is_localhost_name
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
@@ -70,27 +72,6 @@ def address_refusal(ip: IPAddress) -> str | None:
     if not ip.is_global:
         return "non_global"
     return None
-
-
-def _literal(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _is_localhost_name(host: str) -> bool:
-    name = host.rstrip(".").lower()
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def is_loopback_host(host: str) -> bool:
-    """A `localhost` name or a loopback IP literal: a host with no certificate to serve TLS with, so the
-    addresses we build for it default to ws:// and http://."""
-    if _is_localhost_name(host):
-        return True
-    literal = _literal(host)
-    return literal is not None and literal.is_loopback
 
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -148,15 +129,15 @@ class NetGuard:
         if parts.username is not None or parts.password is not None:
             # `https://pds.example@10.0.0.1/` reads like one host and goes to another.
             raise ForbiddenHost(host, "userinfo")
-        ip = _literal(host)
+        ip = ip_literal(host)
         if ip is None:
             name, refusal = _host_name(host)
-            ip = _literal(name)  # a Unicode spelling of an address
+            ip = ip_literal(name)  # a Unicode spelling of an address
             if ip is None and refusal is not None:
                 raise ForbiddenHost(host, refusal)
         if self.allow_private:
             return
-        if _is_localhost_name(host):
+        if is_localhost_name(host):
             raise ForbiddenHost(host, "loopback")
         if ip is not None and (reason := address_refusal(ip)) is not None:
             raise ForbiddenHost(host, reason)
@@ -165,7 +146,7 @@ class NetGuard:
         if self.allow_private:
             return
         for address in addresses:
-            ip = _literal(address)
+            ip = ip_literal(address)
             if ip is None:
                 raise ForbiddenHost(host, "unparseable")
             if (reason := address_refusal(ip)) is not None:
@@ -174,9 +155,9 @@ class NetGuard:
     async def resolve(self, host: str, port: int) -> list[str]:
         """Every address `host` resolves to, checked; raises ForbiddenHost if any of them is refused. The
         lookup runs in asyncio's resolver thread, off the event loop."""
-        if _is_localhost_name(host) and not self.allow_private:
+        if is_localhost_name(host) and not self.allow_private:
             raise ForbiddenHost(host, "loopback")
-        ip = _literal(host)
+        ip = ip_literal(host)
         if ip is not None:
             addresses = [str(ip)]
         else:

@@ -38,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.typing import Subprotocol
 
-from indexer.atproto.netguard import is_loopback_host
+from indexer.atproto.hosts import is_loopback_host
 from indexer.events import Checkpoint, Event, Item, Malformed, Wanted
 from indexer.fold.collections import WANTED
 from indexer.jetstream.parse import (

@@ -54,4 +54,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("audit-audio", "uploaded audio: dangling references and orphaned objects (JSON)", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -12,7 +12,8 @@ import httpx
 import psycopg
 
 from appview.cli.command import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
-from appview.cli.runtime import database, print_json, progress_bar, run, sync_stack
+from appview.cli.runtime import database, print_json, progress_bar, run
+from appview.cli.stack import sync_stack
 from indexer.atproto.syntax import is_did
 from indexer.metrics import Metrics
 from indexer.settings import Settings
@@ -113,12 +114,5 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-BACKFILL = Command(
-    "backfill",
-    "fetch whole repos (getRepo) and fold their fm.plyr.* and teal.fm play records",
-    _backfill_arguments,
-    _run,
-)
-RESYNC = Command(
-    "resync", "fetch the repos marked for resync (rev gaps, #sync, OutdatedCursor, ...)", _fetch_arguments, _run
-)
+BACKFILL = Command(_backfill_arguments, _run)
+RESYNC = Command(_fetch_arguments, _run)

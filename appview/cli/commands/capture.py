@@ -12,8 +12,8 @@ import contextlib
 import logging
 from pathlib import Path
 
-from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError
-from appview.cli.runtime import Interrupted, run
+from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, Interrupted
+from appview.cli.runtime import run
 from indexer.capture.files import capture, open_capture_writer
 from indexer.jetstream.source import JetstreamSource
 from indexer.settings import Settings
@@ -63,4 +63,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("capture", "record what a source sends to a file", _arguments, _run)
+COMMAND = Command(_arguments, _run)

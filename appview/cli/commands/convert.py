@@ -45,4 +45,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("convert", "convert a raw firehose frame capture to Jetstream v1 JSON lines", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
-from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError
-from appview.cli.runtime import Interrupted, batch_writer, database, run, sync_stack
+from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, Interrupted
+from appview.cli.runtime import database, run
+from appview.cli.stack import batch_writer, sync_stack
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
@@ -121,9 +122,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command(
-    "index",
-    "follow Jetstream (or a raw firehose) and index fm.plyr.* and teal.fm play events",
-    add_source_argument,
-    _run,
-)
+COMMAND = Command(add_source_argument, _run)

@@ -18,4 +18,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("migrate", "apply database migrations", no_arguments, _run)
+COMMAND = Command(no_arguments, _run)

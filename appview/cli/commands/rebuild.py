@@ -94,4 +94,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("rebuild", "derive the fold state and projections again from the whole event log", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -7,7 +7,8 @@ import argparse
 from typing import Any
 
 from appview.cli.command import EXIT_OK, Command
-from appview.cli.runtime import database, print_json, run, sync_stack
+from appview.cli.runtime import database, print_json, run
+from appview.cli.stack import sync_stack
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 
@@ -30,4 +31,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("reconcile", "compare known repos with their PDS and resync those behind", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -10,7 +10,8 @@ from typing import Any
 
 from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
 from appview.cli.commands.rebuild import explained
-from appview.cli.runtime import batch_writer, database, print_json, progress_bar, run
+from appview.cli.runtime import database, print_json, progress_bar, run
+from appview.cli.stack import batch_writer
 from indexer.capture.bulk import check_audio, unfolded
 from indexer.capture.files import NotACapture, sniff
 from indexer.capture.replay import (
@@ -172,4 +173,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("replay", "ingest a capture file (Jetstream JSON lines or raw frames, .zst or not)", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import uvicorn
 
 from appview.app import create_app
-from appview.cli.command import EXIT_OK, Command, CommandError
-from appview.cli.runtime import Interrupted, database, run
+from appview.cli.command import EXIT_OK, Command, CommandError, Interrupted
+from appview.cli.runtime import database, run
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 
@@ -81,4 +81,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("serve", "run the XRPC API alone", add_listen_arguments, _run)
+COMMAND = Command(add_listen_arguments, _run)

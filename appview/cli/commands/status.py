@@ -111,6 +111,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command(
-    "status", "counts, cursors, live sources, rejections and the state hash; --check: is ingest up", _arguments, _run
-)
+COMMAND = Command(_arguments, _run)

@@ -112,4 +112,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("takedown", "take an account, record or audio object down (or --undo, --list)", _arguments, _run)
+COMMAND = Command(_arguments, _run)

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import contextlib
 
-from appview.cli.command import EXIT_OK, Command
+from appview.cli.command import EXIT_OK, Command, Interrupted
 from appview.cli.commands.index import add_source_argument, index, sources_of
 from appview.cli.commands.serve import add_listen_arguments, check_listen, serve
-from appview.cli.runtime import Interrupted, database, run
+from appview.cli.runtime import database, run
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 
@@ -35,4 +35,4 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("up", "migrate, then index and serve (the main job)", _arguments, _run)
+COMMAND = Command(_arguments, _run)
