@@ -132,12 +132,15 @@ def _row(
     )  # fmt: skip
 
 
-def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
-    """The batch row for `ev`, a rejection, or None for an event that is not ours (another collection)."""
+def event_row(
+    ev: Event, ord_: int, validator: Validator, horizon: dt.datetime | None = None
+) -> EventRow | Rejected | None:
+    """The batch row for `ev`, a rejection, or None for an event that is not ours (another collection).
+    `horizon`: the latest network time believed (`believed_until`), by default as of now."""
     if not is_did(ev.did):
         return Rejected(rejection(ev, "invalid_did", f"not a DID: {ev.did[:200]!r}"))
     if ev.kind == "commit":
-        return _commit_row(ev, ord_, validator)
+        return _commit_row(ev, ord_, validator, horizon or believed_until())
     if ev.kind == "identity":
         handle = ev.handle.lower() if ev.handle and is_handle(ev.handle) else None
         dedup = _digest("identity", ev.did, ev.seq, ev.time, handle)
@@ -151,7 +154,7 @@ def event_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected
     return Rejected(rejection(ev, "unknown_kind", f"unknown event kind {ev.kind!r}"))
 
 
-def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Rejected | None:
+def _commit_row(ev: Event, ord_: int, validator: Validator, horizon: dt.datetime) -> EventRow | Rejected | None:
     collection, rkey, rev, op = ev.collection, ev.rkey, ev.rev, ev.operation
     if not WANTED(collection):
         return None
@@ -165,7 +168,7 @@ def _commit_row(ev: Event, ord_: int, validator: Validator) -> EventRow | Reject
     if rkey is None or not is_record_key(rkey):
         return Rejected(rejection(ev, "invalid_rkey", f"not a record key: {rkey!r}"))
     dedup = _digest(ev.did, collection, rkey, rev, op)
-    event_time = _commit_time(ev)
+    event_time = _commit_time(ev, horizon)
     if op == "delete":
         return _row(
             ord_, ev, "commit", dedup, operation=op, collection=collection, rkey=rkey, rev=rev, event_time=event_time
@@ -242,13 +245,19 @@ def _event_time(item: Item) -> dt.datetime | None:
 MAX_CLOCK_AHEAD = dt.timedelta(minutes=10)
 
 
-def _commit_time(ev: Event) -> dt.datetime | None:
+def believed_until() -> dt.datetime:
+    """The latest network time a commit may claim and be believed (`_commit_time`), as of now."""
+    return dt.datetime.now(dt.UTC) + MAX_CLOCK_AHEAD
+
+
+def _commit_time(ev: Event, horizon: dt.datetime) -> dt.datetime | None:
     """The network's time for a commit (Jetstream `time_us`, the firehose commit's `time`), which orders the
     record in feeds (see `ARRIVAL` in indexer/fold/collections/projection.py). None when the source gives none
-    (backfill) or when it lies in the future: a source that could claim one (a PDS followed directly sets its own
-    `time`) would otherwise rank its records above everything that arrives later, for as long as that lasts."""
+    (backfill) or when it lies beyond `horizon`, in the future: a source that could claim one (a PDS followed
+    directly sets its own `time`) would otherwise rank its records above everything that arrives later, for as
+    long as that lasts."""
     at = _event_time(ev)
-    if at is None or at > dt.datetime.now(dt.UTC) + MAX_CLOCK_AHEAD:
+    if at is None or at > horizon:
         return None
     return at
 
@@ -274,6 +283,9 @@ class Preparer:
         cursors: dict[str, tuple[int, dt.datetime | None]] = {}
         ignored = invalid_events = checkpoints = 0
         by_reason: Counter[str] = Counter()
+        horizon = believed_until()  # once per batch: a batch is prepared in well under a second
+        # Each source's last positioned item: its cursor and event time are what the batch saves.
+        last: dict[str, Item] = {}
         identities = [it for it in items if isinstance(it, Event) and it.kind == "identity"]
         if identities:
             verified = await asyncio.gather(*(self._verifier.verify(ev.did, ev.handle) for ev in identities))
@@ -281,7 +293,7 @@ class Preparer:
                 ev.handle = handle
         for ord_, item in enumerate(items):
             if isinstance(item, Event):
-                row = event_row(item, ord_, self._validator)
+                row = event_row(item, ord_, self._validator, horizon)
                 if row is None:
                     ignored += 1
                 elif isinstance(row, Rejected):
@@ -298,7 +310,10 @@ class Preparer:
             else:
                 checkpoints += 1
             if item.cursor is not None and item.source:
-                cursors[item.source] = (item.cursor, _event_time(item))
+                last[item.source] = item
+        for source, item in last.items():
+            assert item.cursor is not None
+            cursors[source] = (item.cursor, _event_time(item))
         if rejections:
             # One line per batch, not per item: a flood of bad input must not become a flood of logs.
             sample = rejections[0]
