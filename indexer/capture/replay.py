@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,15 +185,21 @@ async def append_in_shares(
     if len(shares) == 1:
         return [await _append(*job, shares[0])]
     names = [share.source(source) for share in shares]
-    loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = [loop.run_in_executor(pool, _append_in_process, *job, share) for share in shares]
-        done = asyncio.gather(*running)
-        while not done.done():
-            await asyncio.wait([done], timeout=0.5)
+    # A pool that can be terminated: when this command is stopped (or one share fails), the other shares stop
+    # too, their open transactions rolled back, rather than this process waiting for them to finish.
+    pool = multiprocessing.get_context("spawn").Pool(len(shares))
+    try:
+        running = [pool.apply_async(_append_in_process, (*job, share)) for share in shares]
+        while not all(result.ready() for result in running):
+            if any(result.ready() and not result.successful() for result in running):
+                break
+            await asyncio.sleep(0.5)
             if on_position is not None:
                 on_position(await _passed(conninfo, names))
-        return list(done.result())
+        return [result.get() for result in running]  # raises the first failure
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _append_in_process(
