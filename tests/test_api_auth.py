@@ -3,6 +3,7 @@ did:web document a PDS reads to find us."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -82,38 +83,43 @@ async def test_anonymous_has_no_viewer_block(db_url: str, validator: Validator) 
 
 
 def _refusals() -> list[Any]:
-    key = Keypair()
-    stranger = Keypair()
+    """Each refused token, minted when its test runs (one minted at collection could expire before the test)."""
     return [
-        pytest.param(key, service_jwt(key, iss=VIEWER, lxm=GET_TRACK, exp_in=-120), "JwtExpired", id="expired"),
         pytest.param(
-            key,
-            service_jwt(key, iss=VIEWER, lxm=GET_TRACK, aud="did:web:someone-else.test"),
+            lambda key, _: service_jwt(key, iss=VIEWER, lxm=GET_TRACK, exp_in=-120), "JwtExpired", id="expired"
+        ),
+        pytest.param(
+            lambda key, _: service_jwt(key, iss=VIEWER, lxm=GET_TRACK, aud="did:web:someone-else.test"),
             "BadJwtAudience",
             id="wrong-audience",
         ),
         pytest.param(
-            key, service_jwt(key, iss=VIEWER, lxm="fm.plyr.getStats"), "BadJwtLexiconMethod", id="wrong-lxm"
+            lambda key, _: service_jwt(key, iss=VIEWER, lxm="fm.plyr.getStats"), "BadJwtLexiconMethod", id="wrong-lxm"
         ),
-        pytest.param(key, service_jwt(key, iss=VIEWER, lxm=None), "BadJwtLexiconMethod", id="missing-lxm"),
+        pytest.param(lambda key, _: service_jwt(key, iss=VIEWER, lxm=None), "BadJwtLexiconMethod", id="missing-lxm"),
         pytest.param(
-            key, service_jwt(stranger, iss=VIEWER, lxm=GET_TRACK), "BadJwtSignature", id="bad-signature"
+            lambda _, stranger: service_jwt(stranger, iss=VIEWER, lxm=GET_TRACK), "BadJwtSignature", id="bad-signature"
         ),
-        pytest.param(key, service_jwt(key, iss=make_did(9), lxm=GET_TRACK), "BadJwtSignature", id="unknown-issuer"),
-        pytest.param(key, service_jwt(key, iss="alice.test", lxm=GET_TRACK), "BadJwt", id="issuer-not-a-did"),
-        pytest.param(key, "not.a.jwt", "BadJwt", id="malformed"),
-        pytest.param(key, service_jwt(key, iss=VIEWER, lxm=GET_TRACK) + "x", "BadJwtSignature", id="tampered"),
+        pytest.param(
+            lambda key, _: service_jwt(key, iss=make_did(9), lxm=GET_TRACK), "BadJwtSignature", id="unknown-issuer"
+        ),
+        pytest.param(lambda key, _: service_jwt(key, iss="alice.test", lxm=GET_TRACK), "BadJwt", id="issuer-not-a-did"),
+        pytest.param(lambda key, _: "not.a.jwt", "BadJwt", id="malformed"),
+        pytest.param(
+            lambda key, _: service_jwt(key, iss=VIEWER, lxm=GET_TRACK) + "x", "BadJwtSignature", id="tampered"
+        ),
     ]
 
 
-@pytest.mark.parametrize(("key", "token", "error"), _refusals())
+@pytest.mark.parametrize(("mint", "error"), _refusals())
 async def test_invalid_tokens_are_refused(
-    db_url: str, validator: Validator, key: Keypair, token: str, error: str
+    db_url: str, validator: Validator, mint: Callable[[Keypair, Keypair], str], error: str
 ) -> None:
     await seed(db_url, validator)
+    key, stranger = Keypair(), Keypair()
     resolver = StubResolver()
     resolver.keys[VIEWER] = key.did_key
-    resp = await get_track(db_url, resolver, token)
+    resp = await get_track(db_url, resolver, mint(key, stranger))
     assert resp.status_code == 401, resp.text
     assert resp.json()["error"] == error
     assert resp.json()["message"]

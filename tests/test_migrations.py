@@ -39,6 +39,18 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     assert _diff(db_url) == []
 
 
+def test_the_declared_head_is_alembics_and_an_upgrade_behind_it_runs(db_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head() == ScriptDirectory.from_config(migrate.alembic_config(db_url)).get_current_head()
+    # One revision behind: `upgrade` must not take the fast path.
+    migrate.downgrade(db_url, "-1")
+    assert migrate.current(db_url) != migrate.head()
+    migrate.upgrade(db_url)
+    assert migrate.current(db_url) == migrate.head()
+    assert _diff(db_url) == []
+
+
 async def test_profile_display_names_are_filled_from_the_log(db_url: str, validator: Any) -> None:
     """Migration 0016 fills `profiles.display_name` from each profile's log event with what the fold writes: a
     string's first 640 characters, NULL for anything else."""

@@ -6,20 +6,26 @@ finished by the next bulk replay, which keeps the Bluesky profiles of authors kn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 
+from appview.cli.commands.index import index
 from bench.synth import BASE_US, commit, make_did, make_tid, to_v1, track_record
 from indexer.atproto.lexicon import Validator
 from indexer.capture.replay import replay_items, replay_source
 from indexer.events import Item
 from indexer.fold.rebuild import rebuild
 from indexer.fold.writer import BatchWriter
+from indexer.metrics import Metrics
+from indexer.settings import Settings
 from indexer.status import status as read_status
 from tests.test_replay import cli, write_capture
 
@@ -130,3 +136,17 @@ def test_a_stopped_bulk_replay_is_marked_and_finished_later(
     for key in ("state_hash", "counts", "log", "rejections"):
         assert have[key] == want[key], key
     assert have["unfolded"] is None
+
+
+async def test_the_indexer_warns_of_an_unfolded_tail_and_ingests_on(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO unfolded_log (after_id) VALUES (0)")
+    settings = Settings(resolve_identities=False, reconcile_minutes=0, database_url=db_url)
+    with caplog.at_level(logging.WARNING, logger="plyr_appview"):
+        # A source nobody listens on: the indexer keeps retrying it, as it would a Jetstream that is down.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(index(settings, db_url, Metrics(), ["ws://127.0.0.1:9"]), 1.5)
+    warned = [r for r in caplog.records if "bulk replay appended" in r.getMessage()]
+    assert len(warned) == 1 and "plyr-appview rebuild" in warned[0].getMessage()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 from urllib.parse import urlsplit
 
 from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, Interrupted
@@ -14,6 +15,7 @@ from appview.cli.stack import batch_writer, sync_stack
 from indexer.atproto.identity.did_docs import DidDocuments
 from indexer.atproto.identity.handles import ResolvingVerifier, TrustingVerifier
 from indexer.atproto.lexicon import Validator
+from indexer.capture.bulk import unfolded
 from indexer.firehose.source import PREFIX as FIREHOSE_PREFIX
 from indexer.firehose.source import FirehoseError, is_firehose_url, parse_firehose_url
 from indexer.fold.writer import BatchWriter
@@ -23,6 +25,8 @@ from indexer.labels.source import follow_labelers
 from indexer.metrics import Metrics
 from indexer.settings import Settings
 from indexer.sync.introduce import introduce_forever
+
+log = logging.getLogger("plyr_appview")
 
 
 def add_source_argument(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +72,13 @@ def _source_problem(source: str) -> str | None:
 
 
 async def index(settings: Settings, url: str, metrics: Metrics, sources: list[str]) -> None:
+    if (tail := await unfolded(url)) is not None:
+        # Ingest goes on (its events are folded as usual); the index lacks the tail until a rebuild folds it.
+        log.warning(
+            "the log holds events a bulk replay appended that the index does not show yet: run"
+            " `plyr-appview rebuild` (or finish the bulk replay) to fold them",
+            extra={"after_id": tail.after_id, "since": tail.since.isoformat()},
+        )
     async with batch_writer(settings, url, metrics) as writer, asyncio.TaskGroup() as tg:
         # The stream first: nothing else should delay the connection.
         if is_firehose_url(sources[0]):
