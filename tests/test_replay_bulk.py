@@ -20,6 +20,7 @@ import pytest
 from appview.cli.commands.index import index
 from bench.synth import BASE_US, commit, make_did, make_tid, to_v1, track_record
 from indexer.atproto.lexicon import Validator
+from indexer.capture.bulk import Share
 from indexer.capture.replay import replay_items, replay_source
 from indexer.events import Item
 from indexer.fold.rebuild import rebuild
@@ -67,8 +68,9 @@ def test_bulk_replay_leaves_what_the_live_replay_leaves(tmp_path: Path, db_facto
     # Each share keeps its own position: the first capture's two, the second's three.
     assert sorted(name.rsplit(":", 1)[1] for name in have["cursors"]) == ["1/2", "1/3", "2/2", "2/3", "3/3"]
 
-    # Done: a bulk replay of the same file again reads nothing and rebuilds nothing.
-    again = json.loads(cli(bulk, "replay", str(second), "--no-progress", "--bulk", "--workers", "3").stdout)
+    # Done: a bulk replay of the same file again reads nothing and rebuilds nothing, with another number of
+    # shares too (the three before have all passed the end).
+    again = json.loads(cli(bulk, "replay", str(second), "--no-progress", "--bulk").stdout)
     assert again["items"] == 0 and again["rebuilt"] is None
     # Forced from the start, every event is a duplicate: the log gains no tail, nothing is rebuilt.
     forced = json.loads(
@@ -150,3 +152,17 @@ async def test_the_indexer_warns_of_an_unfolded_tail_and_ingests_on(
             await asyncio.wait_for(index(settings, db_url, Metrics(), ["ws://127.0.0.1:9"]), 1.5)
     warned = [r for r in caplog.records if "bulk replay appended" in r.getMessage()]
     assert len(warned) == 1 and "plyr-appview rebuild" in warned[0].getMessage()
+
+
+def test_a_share_is_found_again_by_the_name_of_its_position() -> None:
+    source = "replay:cap_1%.jsonl:0123abcd"
+    for of in (1, 2, 3, 4):
+        for i in range(of):
+            assert Share.named(Share(i, of).source(source), source) == Share(i, of)
+    for name in ("replay:other:0123abcd", f"{source}:0/2", f"{source}:3/2", f"{source}:1/1", f"{source}:1/2x"):
+        assert Share.named(name, source) is None
+    # Every line is in exactly one share, and a repo's lines all in the same one.
+    lines = [msgspec.json.encode({"did": make_did(i % 7), "n": i}) for i in range(60)] + [b"not json", b"{}"]
+    shares = [Share(i, 3) for i in range(3)]
+    assert all(sum(share.holds(line) for share in shares) == 1 for line in lines)
+    assert len({next(s.index for s in shares if s.holds(line)) for line in lines[:60:7]}) == 1

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,20 @@ class Share:
     def source(self, source: str) -> str:
         """The name this share's position is kept under: the replay's own with one share, suffixed with more."""
         return source if self.of == 1 else f"{source}:{self.index + 1}/{self.of}"
+
+    @classmethod
+    def named(cls, name: str, source: str) -> Share | None:
+        """The share whose position of a replay of `source` is kept under `name` (`source` itself: the one share
+        of a plain replay), or None for another name."""
+        if name == source:
+            return cls()
+        suffix = _SUFFIX.fullmatch(name.removeprefix(source)) if name.startswith(source) else None
+        if suffix is None or not 1 <= int(suffix[1]) <= int(suffix[2]) or int(suffix[2]) < 2:
+            return None
+        return cls(int(suffix[1]) - 1, int(suffix[2]))
+
+
+_SUFFIX = re.compile(r":(\d+)/(\d+)")
 
 
 class _Envelope(msgspec.Struct):

@@ -225,11 +225,28 @@ async def _append(
     share: Share,
 ) -> Appended:
     name = share.source(source)
-    start = 0 if from_start else await saved_position(conninfo, name)
+    start = 0 if from_start else await share_position(conninfo, source, share)
     read = ReadCounts()
     async with BatchWriter.configured(settings, conninfo, batch_size=batch_size, fold=False) as writer:
         stats = await writer.run(replay_items(path, name, start, counts=read, share=share))
     return Appended(name, start, stats, read, writer.unchecked_audio)
+
+
+async def share_position(conninfo: str, source: str, share: Share) -> int:
+    """Where `share` of a bulk replay of the file `source` names resumes: one past its own last committed position,
+    or, if further, one past the least position of a complete earlier run of the file with any number of shares
+    (a plain replay is one share), every line before which that run appended. So another --workers count does
+    not read again what is in the log already; 0 when nothing was committed."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        cur = await conn.execute("SELECT source, cursor FROM cursors WHERE starts_with(source, %s)", (source,))
+        positions = {str(name): int(str(cursor)) for name, cursor in await cur.fetchall()}
+    runs: dict[int, list[int]] = {}
+    for name, cursor in positions.items():
+        if (named := Share.named(name, source)) is not None:
+            runs.setdefault(named.of, []).append(cursor)
+    passed = [min(cursors) + 1 for count, cursors in runs.items() if len(cursors) == count]
+    own = positions.get(share.source(source))
+    return max([*passed, 0 if own is None else own + 1])
 
 
 async def _passed(conninfo: str, names: list[str]) -> int:

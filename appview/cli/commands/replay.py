@@ -61,8 +61,8 @@ With --bulk, also:
 a share of the DIDs), then folds the whole log by one online rebuild (the API serves the previous index until
 the rebuild swaps the new one in; live ingest waits only for the rebuild). It pays when the capture is large
 next to the log: a new index filled from a capture, a long catch-up. A bulk replay stopped before its rebuild
-leaves the log's unfolded tail marked (`status` shows it): run it again with the same --workers (another count
-reads the file from the start, its events then duplicates), or `plyr-appview rebuild`, to fold it."""
+leaves the log's unfolded tail marked (`status` shows it): run it again (each share resumes at its position,
+or past what an earlier run with another --workers appended), or `plyr-appview rebuild`, to fold it."""
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
