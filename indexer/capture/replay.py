@@ -180,16 +180,15 @@ async def append_in_shares(
 ) -> list[Appended]:
     """Append the capture to the log without folding, each share in its own process (one share: in this one);
     `on_position(n)` is given the positions every share has passed, now and then."""
-    source = replay_source(path)
-    job = (settings, conninfo, path, source, batch_size, from_start)
+    job = _Job(settings, conninfo, path, replay_source(path), batch_size, from_start)
     if len(shares) == 1:
-        return [await _append(*job, shares[0])]
-    names = [share.source(source) for share in shares]
+        return [await job.append(shares[0])]
+    names = [share.source(job.source) for share in shares]
     # A pool that can be terminated: when this command is stopped (or one share fails), the other shares stop
     # too, their open transactions rolled back, rather than this process waiting for them to finish.
     pool = multiprocessing.get_context("spawn").Pool(len(shares))
     try:
-        running = [pool.apply_async(_append_in_process, (*job, share)) for share in shares]
+        running = [pool.apply_async(job.append_in_process, (share,)) for share in shares]
         while not all(result.ready() for result in running):
             if any(result.ready() and not result.successful() for result in running):
                 break
@@ -202,34 +201,30 @@ async def append_in_shares(
         pool.join()
 
 
-def _append_in_process(
-    settings: Settings,
-    conninfo: str,
-    path: Path,
-    source: str,
-    batch_size: int | None,
-    from_start: bool,
-    share: Share,
-) -> Appended:
-    logs.configure(settings.log_level, settings.log_format)
-    return asyncio.run(_append(settings, conninfo, path, source, batch_size, from_start, share))
+@dataclass(frozen=True)
+class _Job:
+    """One bulk replay's append, as each of its shares runs it (pickled into a share's process)."""
 
+    settings: Settings
+    conninfo: str
+    path: Path
+    source: str
+    batch_size: int | None
+    from_start: bool
 
-async def _append(
-    settings: Settings,
-    conninfo: str,
-    path: Path,
-    source: str,
-    batch_size: int | None,
-    from_start: bool,
-    share: Share,
-) -> Appended:
-    name = share.source(source)
-    start = 0 if from_start else await share_position(conninfo, source, share)
-    read = ReadCounts()
-    async with BatchWriter.configured(settings, conninfo, batch_size=batch_size, fold=False) as writer:
-        stats = await writer.run(replay_items(path, name, start, counts=read, share=share))
-    return Appended(name, start, stats, read, writer.unchecked_audio)
+    def append_in_process(self, share: Share) -> Appended:
+        logs.configure(self.settings.log_level, self.settings.log_format)
+        return asyncio.run(self.append(share))
+
+    async def append(self, share: Share) -> Appended:
+        name = share.source(self.source)
+        start = 0 if self.from_start else await share_position(self.conninfo, self.source, share)
+        read = ReadCounts()
+        async with BatchWriter.configured(
+            self.settings, self.conninfo, batch_size=self.batch_size, fold=False
+        ) as writer:
+            stats = await writer.run(replay_items(self.path, name, start, counts=read, share=share))
+        return Appended(name, start, stats, read, writer.unchecked_audio)
 
 
 async def share_position(conninfo: str, source: str, share: Share) -> int:

@@ -124,11 +124,11 @@ async def _append_and_fold(cur: Cursor, p: Prepared, applied: Applied) -> None:
 
 async def _append_unfolded(cur: Cursor, applied: Applied) -> None:
     await cur.execute(sql.APPEND_UNFOLDED)
-    first: int | None = None
-    for kind, count, invalid, min_id in await cur.fetchall():
+    by_kind = await cur.fetchall()
+    for kind, count, invalid, _ in by_kind:
         applied.appended[str(kind)] = int(str(count))
         applied.invalid_appended += int(str(invalid))
-        first = int(str(min_id)) if first is None else min(first, int(str(min_id)))
+    first = min((int(str(first_id)) for *_, first_id in by_kind), default=None)
     if first is not None:
         await cur.execute(sql.MARK_UNFOLDED, {"after": first - 1})
     # After the drop above, which read the batch's own rows: the authors known from now on.

@@ -102,16 +102,20 @@ ON CONFLICT (dedup) DO NOTHING
 _FOLD_BATCH_COLUMNS = "id, did, kind, op, collection, rkey, rev, handle, active, status, seq, event_time"
 _OP_RANK = "CASE operation WHEN 'create' THEN 0 WHEN 'update' THEN 1 WHEN 'delete' THEN 2 END"
 
-# Append to the log; only events not already there are folded (the log and the fold commit together, so an
-# event present in the log has been folded).
-APPEND_EVENTS = f"""
-WITH ins AS (
+# The batch's rows into the log, each stored once (by its dedup key); the two appends below differ in what they
+# do with the rows it returns.
+_APPEND_TO_LOG = """
     INSERT INTO events (source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
                         invalid, created_at, handle, active, status, seq, event_time, dedup)
     SELECT source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
            invalid, created_at, handle, active, status, seq, event_time, dedup
     FROM batch_in ORDER BY ord
-    ON CONFLICT (dedup) DO NOTHING
+    ON CONFLICT (dedup) DO NOTHING"""
+
+# Append to the log; only events not already there are folded (the log and the fold commit together, so an
+# event present in the log has been folded).
+APPEND_EVENTS = f"""
+WITH ins AS ({_APPEND_TO_LOG}
     RETURNING id, did, kind, operation, collection, rkey, rev, handle, active, status, seq, event_time
 )
 INSERT INTO fold_batch ({_FOLD_BATCH_COLUMNS})
@@ -121,14 +125,8 @@ SELECT id, did, kind, {_OP_RANK}, collection, rkey, rev, handle, active, status,
 # A bulk replay's append (indexer/capture/bulk.py): to the log only, the fold left to the rebuild that ends the
 # replay. What went in, by kind: how many, how many are records their lexicon refuses, and the first id (where
 # the log's unfolded tail starts, if it starts here).
-APPEND_UNFOLDED = """
-WITH ins AS (
-    INSERT INTO events (source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
-                        invalid, created_at, handle, active, status, seq, event_time, dedup)
-    SELECT source, source_cursor, did, kind, operation, collection, rkey, rev, cid, record,
-           invalid, created_at, handle, active, status, seq, event_time, dedup
-    FROM batch_in ORDER BY ord
-    ON CONFLICT (dedup) DO NOTHING
+APPEND_UNFOLDED = f"""
+WITH ins AS ({_APPEND_TO_LOG}
     RETURNING id, kind, invalid IS NOT NULL AS invalid
 )
 SELECT kind, count(*), count(*) FILTER (WHERE invalid), min(id) FROM ins GROUP BY kind

@@ -12,12 +12,14 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
+from tqdm import tqdm
 
 from appview.cli.command import EXIT_OK, Command, CommandError, first_line, positive_int
 from appview.cli.runtime import database, print_json, progress_bar, run
-from indexer.fold.rebuild import rebuild
+from indexer.fold.rebuild import Progress, rebuild
 from indexer.fold.shadow import SCHEMA, DependentObjects
 from indexer.settings import Settings
 from indexer.status import state_hash
@@ -40,6 +42,19 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=None, help="ignored: the rebuild is one pass over the whole log"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn only on a terminal)")
+
+
+def step_bar(*, disable: bool) -> tuple[tqdm[Any], Progress]:
+    """A progress bar of a rebuild's steps, and the `progress` callback that draws it."""
+    bar = progress_bar(desc="rebuild", unit="step", disable=disable)
+
+    def progress(step: str, done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description(f"rebuild: {step}", refresh=False)
+        bar.refresh()
+
+    return bar, progress
 
 
 @contextlib.contextmanager
@@ -76,14 +91,7 @@ async def _hash(url: str) -> str:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.batch_size is not None:
         print("note: --batch-size is ignored: rebuild is one set-based pass over the whole log", file=sys.stderr)
-    bar = progress_bar(desc="rebuild", unit="step", disable=args.no_progress)
-
-    def progress(step: str, done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_description(f"rebuild: {step}", refresh=False)
-        bar.refresh()
-
+    bar, progress = step_bar(disable=args.no_progress)
     with database(settings) as url:
         before = run(lambda: _hash(url))
         with explained():

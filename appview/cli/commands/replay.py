@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appview.cli.command import EXIT_OK, EXIT_USAGE, Command, CommandError, positive_int
-from appview.cli.commands.rebuild import explained
+from appview.cli.commands.rebuild import explained, step_bar
 from appview.cli.runtime import database, print_json, progress_bar, run
 from appview.cli.stack import batch_writer
 from indexer.capture.bulk import check_audio, unfolded
@@ -135,13 +135,7 @@ async def bulk_replay(settings: Settings, url: str, args: argparse.Namespace) ->
     result = summary(replay_source(path), min(share.start for share in shares), stats, read)
     rebuilt = None
     if await unfolded(url) is not None:
-        steps = progress_bar(desc="rebuild", unit="step", disable=args.no_progress)
-
-        def progress(step: str, done: int, steps_total: int) -> None:
-            steps.total, steps.n = steps_total, done
-            steps.set_description(f"rebuild: {step}", refresh=False)
-            steps.refresh()
-
+        steps, progress = step_bar(disable=args.no_progress)
         with explained(then=_UNFOLDED):
             rebuilt = await rebuild(url, online=True, workers=workers, progress=progress)
         steps.close()
@@ -165,7 +159,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(str(exc), status=EXIT_USAGE) from None
     if args.workers is not None and not args.bulk:
         raise CommandError(
-            "--workers is for --bulk (the closing rebuild's connections); add --bulk or drop it", status=EXIT_USAGE
+            "--workers is for --bulk (its appending processes and its rebuild's connections); add --bulk or drop it",
+            status=EXIT_USAGE,
         )
     with database(settings) as url:
         result = run(lambda: (bulk_replay if args.bulk else replay)(settings, url, args))
