@@ -18,6 +18,7 @@ from bench.synth import BASE_US, account, identity, workload
 from indexer.atproto.lexicon import Validator
 from indexer.db.schema import FOLD_STATE, PROJECTIONS
 from indexer.events import Item
+from indexer.fold.collections import COLLECTIONS
 from indexer.fold.rebuild import rebuild, rebuild_batched
 from indexer.jetstream.parse import parse_v1
 from indexer.moderation import takedowns
@@ -167,3 +168,17 @@ async def test_an_empty_log_rebuilds_to_an_empty_index(db_url: str) -> None:
     assert await rebuild(db_url) == 0
     _, rows = await snapshot(db_url)
     assert all(not r for r in rows.values())
+
+
+def test_a_rebuild_projects_every_record_from_the_log_by_the_live_statements() -> None:
+    """Each collection's rebuild statements are its live ones with the rows read from the log: none still reads
+    the batch's changed records (a rebuild fills no `fold_changed`), except the deletes, which find nothing in the
+    empty tables a rebuild loads."""
+    for collection in COLLECTIONS:
+        assert len(collection.rebuild) == len(collection.project)
+        for live, whole in zip(collection.project, collection.rebuild, strict=True):
+            if live.lstrip().startswith(("DELETE", "WITH changed AS (DELETE")):
+                assert whole == live
+            else:
+                assert "fold_changed" in live
+                assert "fold_changed" not in whole, (collection.nsid, whole)

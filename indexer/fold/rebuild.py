@@ -6,13 +6,14 @@ Contract:
 - It holds the exclusive fold lock from start to end: live writers wait until it is done, and a rebuild killed
   half-way leaves the old index untouched.
 - `rebuild` is set-based: one statement per fold-state table over the whole log (the live fold's rules,
-  indexer/fold/sql.py `REBUILD_*`), then every record marked changed and each collection's own projection
-  statements run once, then the counts.
+  indexer/fold/sql.py `REBUILD_*`), then each collection's own projection statements run once over every record
+  of the collection, each read from the log as its latest event (`Collection.rebuild`: the live statements with
+  another source of rows), then the counts.
 - Default (online): the index is built in shadow tables (indexer/fold/shadow.py) by `workers` connections at
-  once, as tasks that each wait for what they read (the records, split in shares by DID, and the actors; then
-  one task per collection; the counts; each table's indexes once its last writer is done), and swapped in at the
-  end. The API serves the old index until the swap, which blocks readers only for itself. It needs the disk
-  space of a second copy of the index while it runs.
+  once, as tasks that each wait for what they read (the records, split in shares by DID, and the actors; one
+  task per collection, which reads the log and the actors; the counts; each table's indexes once its last writer
+  is done), and swapped in at the end. The API serves the old index until the swap, which blocks readers only
+  for itself. It needs the disk space of a second copy of the index while it runs.
 - `online=False` (in place): one transaction on one connection empties the tables by TRUNCATE, drops their
   secondary indexes and builds them again after the load: no second copy on disk, but readers of the index wait
   until it commits (docs/benchmarks.md): for a maintenance window or a database short of space.
@@ -83,10 +84,9 @@ def _steps() -> tuple[Step, ...]:
         Step("records", (sql.REBUILD_RECORDS, "ANALYZE records")),
         Step("takedowns", (sql.REBUILD_TAKEDOWNS, "ANALYZE takedowns")),
         Step("actors", (sql.REBUILD_ACTORS, "ANALYZE actors")),
-        Step("changed", (sql.REBUILD_CHANGED, "ANALYZE fold_changed")),
-        # Each collection's statements, as the live fold runs them. The tables start empty, so their deletes
-        # find nothing and the count deltas their inserts leave in `fold_deltas` are the full counts.
-        Step("projections", sql.PROJECT),
+        # Each collection's statements over the whole log. The tables start empty, so their deletes find nothing
+        # and the count deltas their inserts leave in `fold_deltas` are the full counts.
+        Step("projections", sql.REBUILD_PROJECT),
         # With `fold_new_tracks` emptied, every track (all new here) takes its counts from those deltas, added
         # to its 0 in one join, rather than being counted in full one by one (a lookup per track and count,
         # and offline without the indexes to look up with).
@@ -179,34 +179,32 @@ def _written(statements: Sequence[str]) -> tuple[str, ...]:
 
 def _tasks(tables: Sequence[shadow.TableDef], shares: int) -> list[Task]:
     """Every task of an online rebuild, the longest chains first (workers take the first task that is ready)."""
-    records = tuple(f"records {i + 1}/{shares}" for i in range(shares))
-    state = (*records, "actors")
-    tasks = [Task(name, (), (sql.rebuild_records_share(i, shares),), ("records",)) for i, name in enumerate(records)]
-    tasks.append(
+    # The actors first: every projection waits for them (and the takedowns), the records for nothing.
+    tasks = [
         Task(
             "actors",
             (),
             (sql.REBUILD_TAKEDOWNS, "ANALYZE takedowns", sql.REBUILD_ACTORS, "ANALYZE actors"),
             ("takedowns", "actors"),
         )
-    )
-    # The projections' plans need the records' statistics (the table's own `analyze` comes after its indexes).
-    tasks.append(Task("analyze records first", records, ("ANALYZE records",), ()))
+    ]
     counted: list[str] = []
     for collection in sorted(COLLECTIONS, key=lambda c: c.nsid != track.NSID):  # the tracks start the longest chain
         name = f"project {collection.nsid}"
-        statements = (
-            sql.rebuild_changed_of(collection.nsid),
-            "ANALYZE fold_changed",
-            *collection.project,
-        )
+        statements = collection.rebuild
         if collection.counted:
             counted.append(name)
             statements = (
                 *statements,
                 f"INSERT INTO {shadow.COUNT_DELTAS} SELECT uri, likes, comments, plays FROM fold_deltas",
             )
-        tasks.append(Task(name, (*state, "analyze records first"), statements, _written(collection.project)))
+        # A projection reads the log, the actors and the takedowns, not the records.
+        tasks.append(Task(name, ("actors",), statements, _written(collection.project)))
+    # The records (state that no projection reads) in shares by DID, filling the workers' gaps.
+    tasks += [
+        Task(f"records {i + 1}/{shares}", (), (sql.rebuild_records_share(i, shares),), ("records",))
+        for i in range(shares)
+    ]
     counts = (
         f"INSERT INTO fold_deltas (uri, likes, comments, plays)"
         f" SELECT uri, likes, comments, plays FROM {shadow.COUNT_DELTAS}",

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from indexer.fold.collections import COLLECTIONS, NSIDS
+from indexer.fold.collections import COLLECTIONS
+from indexer.fold.collections.projection import OP_RANK as _OP_RANK
 
 # The batch tables, private to each connection that folds. One definition; the connection's owner chooses when
 # their rows go (see indexer/fold/apply.py): at every commit, or when it empties them itself.
@@ -100,7 +101,6 @@ ON CONFLICT (dedup) DO NOTHING
 """
 
 _FOLD_BATCH_COLUMNS = "id, did, kind, op, collection, rkey, rev, handle, active, status, seq, event_time"
-_OP_RANK = "CASE operation WHEN 'create' THEN 0 WHEN 'update' THEN 1 WHEN 'delete' THEN 2 END"
 
 # The batch's rows into the log, each stored once (by its dedup key); the two appends below differ in what they
 # do with the rows it returns.
@@ -353,12 +353,6 @@ LEFT JOIN takedowns k ON k.did = d.did AND k.collection = '' AND k.rkey = '' AND
 ORDER BY d.did
 """
 
-# Every record is "changed": each collection's own `project` statements then project the whole state.
-REBUILD_CHANGED = "INSERT INTO fold_changed (did, collection, rkey) SELECT did, collection, rkey FROM records"
-
-
-def rebuild_changed_of(nsid: str) -> str:
-    """REBUILD_CHANGED for the records of one collection, projected on a connection of its own."""
-    if nsid not in NSIDS:
-        raise ValueError(f"not a projected collection: {nsid}")
-    return f"{REBUILD_CHANGED} WHERE collection = '{nsid}'"
+# Every collection's projection over the whole log (`Collection.rebuild`): each record's latest event, into
+# empty tables, by the rules of the live statements (indexer/fold/collections/projection.py `over_log`).
+REBUILD_PROJECT = tuple(stmt for collection in COLLECTIONS for stmt in collection.rebuild)

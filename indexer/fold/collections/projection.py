@@ -5,6 +5,11 @@ once per batch, after the records and actors are folded, and recompute exactly t
 `fold_changed`, i.e. delete them and insert again those that are live. Its flip makes the rows of an author whose
 active status changed follow the new status. Rows that count toward a track (likes, comments, plays) turn every
 row they delete, insert or flip into a count delta in `fold_deltas`, applied once all collections are projected.
+
+`rebuild` runs the same statements over the whole log (`over_log`): the changed records' rows, read from
+`fold_changed` and `records` and each looked up in the log by id, become every record's latest event, taken from
+the log in one sorted pass by the order `records` keeps (indexer/fold/sql.py). The two forms differ only in
+where the rows come from, so the rules that decide what is projected, and how, are written once.
 """
 
 from __future__ import annotations
@@ -25,16 +30,39 @@ class Collection:
     # The record field holding its creation time (the log's `created_at`, which bounds the sort time).
     created_field: str = "createdAt"
 
+    @property
+    def rebuild(self) -> tuple[str, ...]:
+        """`project` over the whole log, for `rebuild` (`over_log`): every record of the collection, projected
+        into empty tables."""
+        return tuple(over_log(s, self.nsid) for s in self.project)
+
+
+# How the log orders the operations of one record's events that share a rev: the state keeps the greatest.
+OP_RANK = "CASE operation WHEN 'create' THEN 0 WHEN 'update' THEN 1 WHEN 'delete' THEN 2 END"
+
+# Where a batch's rows come from: each record listed in `fold_changed`, with its state (`r`) and the log event
+# that state points at (`e`).
+_CHANGED = """
+FROM fold_changed c
+JOIN records r ON c.collection = '{collection}' AND r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
+JOIN events e ON e.id = r.event_id"""
+
+# Where a rebuild's rows come from: every record of the collection, as the latest of its events by the order
+# `records` keeps (REBUILD_RECORDS in indexer/fold/sql.py), so `e` is the event `records` would point at and `r`
+# carries the state columns the rules read. One sort of the collection's events replaces a lookup by id per
+# record into the whole log, which was most of a rebuild's projection time.
+_LATEST = f"""
+FROM (SELECT DISTINCT ON (did COLLATE "C", rkey) *, {OP_RANK} AS op FROM events
+      WHERE kind = 'commit' AND collection = '{{collection}}'
+      ORDER BY did COLLATE "C", rkey, rev DESC, {OP_RANK} DESC, id DESC) e
+CROSS JOIN LATERAL (SELECT e.did, e.collection, e.rkey, e.op) r"""
 
 # Rows to (re)project: live, valid, author not deleted, neither the record nor its account taken down by the
 # operator. Authors deactivated or taken down by their host keep their rows (hidden at read time and excluded
 # from counts) so reactivation shows them again without a refold.
 _LIVE = """
-FROM fold_changed c
-JOIN records r ON r.did = c.did AND r.collection = c.collection AND r.rkey = c.rkey
-JOIN events e ON e.id = r.event_id
 JOIN actors a ON a.did = r.did{extra}
-WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
+WHERE r.op < 2 AND e.invalid IS NULL AND a.status <> 'deleted'
   AND NOT a.taken_down
   AND NOT EXISTS (SELECT 1 FROM takedowns k
                   WHERE k.did = r.did AND k.collection = r.collection AND k.rkey = r.rkey AND k.applied)
@@ -43,7 +71,26 @@ WHERE c.collection = '{collection}' AND r.op < 2 AND e.invalid IS NULL AND a.sta
 
 def live(nsid: str, extra: str = "") -> str:
     """FROM/WHERE of the changed records of `nsid` that are to be projected; `extra` adds to the FROM list."""
-    return _LIVE.format(collection=nsid, extra=extra)
+    return _CHANGED.format(collection=nsid) + _LIVE.format(extra=extra)
+
+
+# The rows of a table (`t`) projected from the changed records (to derive a second table from the first).
+_PROJECTED = """
+JOIN fold_changed c ON c.collection = '{collection}' AND c.did = t.did AND c.rkey = t.rkey"""
+
+
+def projected(table: str, nsid: str) -> str:
+    """FROM of the rows of `table` (as `t`) that this batch projected for the changed records of `nsid`; in a
+    rebuild, every row of `table`."""
+    return f"\nFROM {table} t" + _PROJECTED.format(collection=nsid)
+
+
+def over_log(statement: str, nsid: str) -> str:
+    """`statement`, a projection statement of `nsid`, made to read every record of the collection from the log
+    instead of the batch's changed records, and every row of a `projected` table (for a rebuild, into empty
+    tables: its deletes find nothing)."""
+    statement = statement.replace(_CHANGED.format(collection=nsid), _LATEST.format(collection=nsid))
+    return statement.replace(_PROJECTED.format(collection=nsid), "")
 
 
 def uri(nsid: str) -> str:

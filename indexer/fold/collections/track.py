@@ -7,22 +7,22 @@ in full rather than moved by deltas (see `APPLY_COUNTS` in indexer/fold/sql.py).
 
 from __future__ import annotations
 
-from indexer.fold.collections.projection import SORT_AT, Collection, delete, flip, live, uri
+from indexer.fold.collections.projection import SORT_AT, Collection, delete, flip, live, projected, uri
 
 NSID = "fm.plyr.track"
 
 # After the tracks: exactly the changed tracks that were projected, so the same rules decide both. Only DIDs
-# (the lexicon's canonical identifier), never the handle snapshots; a DID named twice is one row.
+# (the lexicon's canonical identifier), never the handle snapshots; a DID named twice is one row. The test on
+# `features` alone lets a rebuild, which reads every track, keep only the log events that name some.
 _FEATURES = f"""
     INSERT INTO track_features (did, rkey, feature_did, cid, sort_at)
-    SELECT DISTINCT t.did, t.rkey, f.item->>'did', t.cid, t.sort_at
-    FROM fold_changed c
-    JOIN tracks t ON t.did = c.did AND t.rkey = c.rkey
+    SELECT DISTINCT t.did, t.rkey, f.item->>'did', t.cid, t.sort_at{projected("tracks", NSID)}
     JOIN events e ON e.id = t.event_id
     CROSS JOIN LATERAL jsonb_array_elements(
       CASE WHEN jsonb_typeof(e.record->'features') = 'array' THEN e.record->'features' ELSE '[]'::jsonb END
     ) AS f(item)
-    WHERE c.collection = '{NSID}' AND jsonb_typeof(f.item) = 'object' AND f.item->>'did' LIKE 'did:%'
+    WHERE jsonb_typeof(e.record->'features') = 'array'
+      AND jsonb_typeof(f.item) = 'object' AND f.item->>'did' LIKE 'did:%'
     """
 
 COLLECTION = Collection(
